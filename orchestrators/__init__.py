@@ -1,0 +1,1 @@
+"""Domain-orchestrator side: the DEALER client library, the runner, the domain specs."""
