@@ -1,0 +1,417 @@
+"""pixelsctl: the operator's client for a running pixelsd.
+
+One request, one reply: a synchronous zmq DEALER sends ``request(command, args)`` to the daemon's
+control socket and waits (``--timeout``) for ``reply(result)`` or ``error(code, message)``. Results
+are shown as tables, or with ``--json`` as the fields of protocol.views (a stable contract).
+
+Adding a command is one function here, circus-style::
+
+    @command("ack", EscalationView, fmt.render_escalation, Arg("id", help="escalation id"))
+    def ack(opts: Options) -> Args:
+        '''Acknowledge an escalation (first line: the command's help).'''
+        return {"id": opts["id"]}
+
+The function builds the request's ``args`` from the parsed options; its docstring is the help
+text; ``result_type`` is what the reply's result is converted to (and what ``--json`` prints);
+``render(result, now)`` is the human formatter. Every command also takes the common options
+(``--json``, ``--state-dir``, ``--endpoint``, ``--timeout``), before or after its name.
+
+Start-up time is a feature (benchmarked by bench/ctl_latency.py against ``import zmq, msgspec``):
+module-level imports are limited to what is already loaded by zmq/msgspec plus protocol.* and
+pixels_daemon.paths; argparse is imported when the command line is parsed. Never import
+structlog, anyio, asyncio or sqlite3 here, nor anything from the daemon's side.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+import zmq
+
+from pixels_daemon import ctl_format as fmt
+from pixels_daemon.paths import PathError, ctl_endpoint, ipc_path
+from protocol.messages import PROTOCOL_VERSION, CtlResponse, Error, Reply, Request
+from protocol.views import OrchestratorView, StatusView, WorkstreamView
+
+if TYPE_CHECKING:
+    import argparse
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # the daemon answered with an error (or an unreadable reply)
+EXIT_USAGE = 2  # bad command line (argparse uses 2 as well)
+EXIT_NO_DAEMON = 3  # nothing answered at the endpoint
+EXIT_NOT_FOUND = 4  # the daemon does not know the id named on the command line
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+#: A local daemon answers in milliseconds; 1.5 s tolerates a loaded machine while keeping the
+#: "no daemon" verdict (timeout plus start-up) under 2 s.
+DEFAULT_TIMEOUT_S = 1.5
+#: Longest --timeout accepted: a bound that keeps the poll timeout a sane integer of milliseconds.
+MAX_TIMEOUT_S = 3600.0
+
+EPILOG = f"""\
+The daemon is found by --endpoint, else --state-dir, else $PIXELS_CTL_ENDPOINT, else the default
+state dir ($PIXELS_STATE_DIR, else $STATE_DIRECTORY, else $XDG_STATE_HOME/pixels).
+--json, --state-dir, --endpoint and --timeout may be given before or after the command name.
+
+exit codes:
+  {EXIT_OK}    ok
+  {EXIT_ERROR}    the daemon answered with an error
+  {EXIT_USAGE}    usage error (bad command line)
+  {EXIT_NO_DAEMON}    no daemon answering at the endpoint
+  {EXIT_NOT_FOUND}    the daemon does not know that id
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
+
+R = TypeVar("R")
+#: The request's ``args`` map, as sent to the daemon.
+Args = dict[str, Any]
+#: The parsed command line: option dest -> value (``vars()`` of argparse's namespace).
+Options = dict[str, Any]
+Builder = Callable[[Options], Args]
+
+
+class CtlError(Exception):
+    """Raised for any outcome that ends pixelsctl with a one-line message and ``exit_code``.
+
+    Converted to ``pixelsctl: MESSAGE`` on stderr in exactly one place (``main``).
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+class Arg:
+    """One command-line argument of a command: ``ArgumentParser.add_argument``'s parameters."""
+
+    __slots__ = ("flags", "kwargs")
+
+    def __init__(self, *flags: str, **kwargs: Any) -> None:
+        self.flags = flags
+        self.kwargs = kwargs
+
+
+class Command(Generic[R]):
+    """One pixelsctl command: its request builder, result type and human formatter."""
+
+    __slots__ = ("arguments", "build", "name", "render", "result_type")
+
+    def __init__(
+        self,
+        name: str,
+        result_type: Any,
+        render: Callable[[R, float], str],
+        build: Builder,
+        arguments: tuple[Arg, ...],
+    ) -> None:
+        self.name = name
+        self.result_type = result_type
+        self.render = render
+        self.build = build
+        self.arguments = arguments
+
+    @property
+    def description(self) -> str:
+        """The builder's docstring: the command's help text."""
+        return inspect.cleandoc(self.build.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        """The first line of the help text, for the command list."""
+        return self.description.split("\n", 1)[0]
+
+    def convert(self, result: Any) -> R:
+        """The reply's plain ``result`` as this command's typed view; CtlError if it misfits."""
+        try:
+            converted: R = msgspec.convert(result, self.result_type)
+        except msgspec.ValidationError as exc:
+            raise CtlError(
+                f"the daemon's {self.name!r} result does not have the expected shape ({exc}); "
+                "are pixelsctl and pixelsd the same version?",
+                EXIT_ERROR,
+            ) from None
+        return converted
+
+
+#: Every command, by name, in the order they are listed in --help.
+COMMANDS: dict[str, Command[Any]] = {}
+
+
+def command(
+    name: str, result_type: Any, render: Callable[[R, float], str], *arguments: Arg
+) -> Callable[[Builder], Builder]:
+    """Register the decorated request builder as the command ``name`` (see the module docstring)."""
+
+    def register(build: Builder) -> Builder:
+        COMMANDS[name] = Command(name, result_type, render, build, arguments)
+        return build
+
+    return register
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@command("status", StatusView, fmt.render_status)
+def status(opts: Options) -> Args:
+    """Show the whole picture: plan phase, orchestrators, workstreams, open blockers.
+
+    Orchestrators with their connection and when they were last heard from; workstreams with
+    status, progress and eta; the open blockers and escalations.
+    """
+    return {}
+
+
+@command("workstreams", list[WorkstreamView], fmt.render_workstreams)
+def workstreams(opts: Options) -> Args:
+    """List the workstreams: owner, milestone, status, progress, eta."""
+    return {}
+
+
+@command("orchestrators", list[OrchestratorView], fmt.render_orchestrators)
+def orchestrators(opts: Options) -> Args:
+    """List the orchestrators: connection, last seen, status, acked seq, workstreams."""
+    return {}
+
+
+@command("ping", dict[str, Any], fmt.render_ping)
+def ping(opts: Options) -> Args:
+    """Check that the daemon answers; show its version, pid and plan."""
+    return {}
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    import argparse  # noqa: PLC0415 - only when parsing; see the module docstring
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= MAX_TIMEOUT_S):  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds between 0 and {MAX_TIMEOUT_S:.0f} (e.g. 1.5)"
+        )
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes. On subparsers their defaults are SUPPRESS, so that an
+    option given before the command name is not overwritten by the subparser's default."""
+    import argparse  # noqa: PLC0415
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("common options (before or after the command name)")
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the result as JSON (the fields of protocol.views) instead of tables",
+    )
+    group.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=default(None),
+        help="the daemon's state dir (its control socket is DIR/run/ctl.sock)",
+    )
+    group.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=default(None),
+        help="the daemon's control endpoint, e.g. ipc:///path/ctl.sock (overrides --state-dir)",
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=default(DEFAULT_TIMEOUT_S),
+        help=f"how long to wait for the daemon's answer (default {DEFAULT_TIMEOUT_S})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for every registered command."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog="pixelsctl",
+        description="Ask a running pixelsd about the plan, its orchestrators and workstreams.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS.values():
+        cp = sub.add_parser(
+            cmd.name,
+            help=cmd.summary,
+            description=cmd.description,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for arg in cmd.arguments:
+            cp.add_argument(*arg.flags, **arg.kwargs)
+        _add_common(cp, suppress=True)
+    return parser
+
+
+def parse_args(argv: list[str]) -> Options:
+    """The command line as Options (``command`` names the command). Usage errors exit 2."""
+    return vars(build_parser().parse_args(argv))
+
+
+# --- transport ------------------------------------------------------------------------------
+
+
+_response_decoder: msgspec.msgpack.Decoder[CtlResponse] = msgspec.msgpack.Decoder(CtlResponse)
+
+
+def _no_daemon(endpoint: str, why: str = "") -> CtlError:
+    reason = f"{why}; " if why else ""
+    return CtlError(
+        f"no daemon answering at {endpoint} ({reason}is pixelsd running? try --state-dir DIR)",
+        EXIT_NO_DAEMON,
+    )
+
+
+def _check_socket_file(endpoint: str) -> None:
+    """Fail at once, without waiting for the timeout, when an ipc socket file is not there."""
+    path = ipc_path(endpoint)
+    if path is None or str(path).startswith("@"):  # not ipc, or Linux's abstract namespace
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise _no_daemon(endpoint, f"no socket file {path}") from None
+    except OSError as exc:
+        raise _no_daemon(endpoint, f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise _no_daemon(endpoint, f"{path} is not a socket")
+
+
+def _new_id() -> str:
+    # Unique enough per sender: the reply's ``re`` must name this request and no earlier one.
+    return f"ctl-{os.getpid()}-{os.urandom(6).hex()}"
+
+
+def call(endpoint: str, command: str, args: Args, timeout_s: float) -> Any:
+    """Send ``request(command, args)`` to the daemon at ``endpoint``; return the reply's result.
+
+    Raises CtlError: no daemon answering within ``timeout_s`` (exit 3), an error reply (exit 4
+    for not_found, 1 otherwise), an unreadable reply (1), an endpoint zmq refuses (2).
+    """
+    _check_socket_file(endpoint)
+    request = Request(id=_new_id(), ts=time.time(), command=command, args=args)
+    deadline = time.monotonic() + timeout_s
+    # A private context: nothing else in this process uses zmq, and destroy() ends it cleanly.
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        # LINGER 0: a request nobody took must not keep the process alive at exit.
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            raise CtlError(
+                f"cannot connect to {endpoint!r}: {exc.strerror} "
+                "(endpoints look like ipc:///path/to/ctl.sock or tcp://host:port)",
+                EXIT_USAGE,
+            ) from None
+        # connect() creates the pipe at once (ZMQ_IMMEDIATE is off), so the first send is queued
+        # even before the connection is up; NOBLOCK only guards against surprises.
+        try:
+            sock.send(msgspec.msgpack.encode(request), zmq.NOBLOCK)
+        except zmq.Again:
+            raise _no_daemon(endpoint) from None
+        while True:
+            remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or not sock.poll(remaining_ms, zmq.POLLIN):
+                raise _no_daemon(endpoint)
+            # One frame from a DEALER-style exchange; the payload is the last frame either way.
+            response = _decode(sock.recv_multipart()[-1])
+            if response.re == request.id:
+                break
+            # Anything else is not an answer to this request (cannot happen on a fresh socket,
+            # but a reply must never be mistaken for another's).
+    finally:
+        ctx.destroy(linger=0)
+    if isinstance(response, Error):
+        code = EXIT_NOT_FOUND if response.code == "not_found" else EXIT_ERROR
+        raise CtlError(f"{response.code}: {response.message}", code)
+    return response.result
+
+
+def _decode(frame: bytes) -> Reply | Error:
+    try:
+        response = _response_decoder.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CtlError(
+            f"the daemon's answer cannot be read ({exc}); are pixelsctl and pixelsd the same "
+            "version?",
+            EXIT_ERROR,
+        ) from None
+    if response.v != PROTOCOL_VERSION:
+        raise CtlError(
+            f"the daemon speaks protocol version {response.v}; this pixelsctl speaks "
+            f"{PROTOCOL_VERSION}",
+            EXIT_ERROR,
+        )
+    return response
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def run(opts: Options) -> int:
+    """Run one parsed command line: ask the daemon, print the result. Raises CtlError."""
+    cmd = COMMANDS[opts["command"]]
+    try:
+        endpoint = ctl_endpoint(opts["state_dir"], opts["endpoint"])
+    except PathError as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    result = cmd.convert(call(endpoint, cmd.name, cmd.build(opts), opts["timeout"]))
+    if opts["json"]:
+        out = sys.stdout.buffer
+        out.write(msgspec.json.encode(result))
+        out.write(b"\n")
+        out.flush()
+    else:
+        sys.stdout.write(cmd.render(result, time.time()) + "\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``pixelsctl`` console script. Returns the exit code (see EPILOG)."""
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+        return run(opts)
+    except CtlError as exc:
+        sys.stderr.write(f"pixelsctl: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``pixelsctl status | head``): not an error worth a traceback.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
