@@ -18,7 +18,8 @@ text; ``result_type`` is what the reply's result is converted to (and what ``--j
 
 Start-up time is a feature (benchmarked by bench/ctl_latency.py against ``import zmq, msgspec``):
 module-level imports are limited to what is already loaded by zmq/msgspec plus protocol.* and
-pixels_daemon.paths; argparse is imported when the command line is parsed. Never import
+pixels_daemon.paths; argparse only for command lines the fast path leaves to it (see
+``_fast_parse``). Never import
 structlog, anyio, asyncio or sqlite3 here, nor anything from the daemon's side.
 """
 
@@ -193,14 +194,21 @@ def ping(opts: Options) -> Args:
 # --- command line ---------------------------------------------------------------------------
 
 
-def _seconds(text: str) -> float:
-    import argparse  # noqa: PLC0415 - only when parsing; see the module docstring
-
+def _parse_seconds(text: str) -> float | None:
+    """A --timeout value, or None when it is not a number of seconds in (0, MAX_TIMEOUT_S]."""
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
-    if not (0 < value <= MAX_TIMEOUT_S):  # also refuses nan
+        return None
+    return value if 0 < value <= MAX_TIMEOUT_S else None  # also refuses nan
+
+
+def _seconds(text: str) -> float:
+    """argparse's type for --timeout: the value, or a usage error saying what is expected."""
+    import argparse  # lazily: only for command lines _fast_parse leaves to argparse
+
+    value = _parse_seconds(text)
+    if value is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number of seconds between 0 and {MAX_TIMEOUT_S:.0f} (e.g. 1.5)"
         )
@@ -210,7 +218,7 @@ def _seconds(text: str) -> float:
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The options every command takes. On subparsers their defaults are SUPPRESS, so that an
     option given before the command name is not overwritten by the subparser's default."""
-    import argparse  # noqa: PLC0415
+    import argparse  # lazily, as above
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
@@ -219,33 +227,33 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     group.add_argument(
         "--json",
         action="store_true",
-        default=default(False),
+        default=default(_DEFAULTS["json"]),
         help="print the result as JSON (the fields of protocol.views) instead of tables",
     )
     group.add_argument(
         "--state-dir",
         metavar="DIR",
-        default=default(None),
+        default=default(_DEFAULTS["state_dir"]),
         help="the daemon's state dir (its control socket is DIR/run/ctl.sock)",
     )
     group.add_argument(
         "--endpoint",
         metavar="URL",
-        default=default(None),
+        default=default(_DEFAULTS["endpoint"]),
         help="the daemon's control endpoint, e.g. ipc:///path/ctl.sock (overrides --state-dir)",
     )
     group.add_argument(
         "--timeout",
         metavar="SECONDS",
         type=_seconds,
-        default=default(DEFAULT_TIMEOUT_S),
+        default=default(_DEFAULTS["timeout"]),
         help=f"how long to wait for the daemon's answer (default {DEFAULT_TIMEOUT_S})",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for every registered command."""
-    import argparse  # noqa: PLC0415
+    import argparse  # lazily, as above
 
     parser = argparse.ArgumentParser(
         prog="pixelsctl",
@@ -269,8 +277,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The common options that take a value: flag -> (dest, converter returning None if invalid).
+_VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--state-dir": ("state_dir", str),
+    "--endpoint": ("endpoint", str),
+    "--timeout": ("timeout", _parse_seconds),
+}
+_DEFAULTS: Options = {
+    "json": False,
+    "state_dir": None,
+    "endpoint": None,
+    "timeout": DEFAULT_TIMEOUT_S,
+}
+
+
+def _fast_parse(argv: list[str]) -> Options | None:
+    """Parse the everyday command lines without argparse, or return None.
+
+    Importing argparse and building the parser costs ~6 ms of a ~70 ms run, and pixelsctl's
+    start-up is benchmarked. This handles only common options (``--opt VALUE`` or ``--opt=VALUE``)
+    and one command that takes no arguments of its own, in any order, and gives up (None) on
+    anything else: help, abbreviations, values that start with "-", invalid values, commands with
+    arguments. argparse then parses that command line and reports its errors as usual. Tests
+    check that wherever this returns Options, argparse returns the same.
+    """
+    opts = dict(_DEFAULTS)
+    command: str | None = None
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--json":
+            opts["json"] = True
+            continue
+        flag, eq, value = token.partition("=")
+        option = _VALUE_OPTIONS.get(flag)
+        if option is not None:
+            if not eq:
+                value = next(tokens, "-")
+                if value.startswith("-"):  # missing, an option, or a negative number
+                    return None
+            dest, convert = option
+            converted = convert(value)
+            if converted is None:
+                return None
+            opts[dest] = converted
+            continue
+        if token.startswith("-") or command is not None:
+            return None
+        cmd = COMMANDS.get(token)
+        if cmd is None or cmd.arguments:
+            return None
+        command = token
+    if command is None:
+        return None
+    opts["command"] = command
+    return opts
+
+
 def parse_args(argv: list[str]) -> Options:
     """The command line as Options (``command`` names the command). Usage errors exit 2."""
+    fast = _fast_parse(argv)
+    if fast is not None:
+        return fast
     return vars(build_parser().parse_args(argv))
 
 

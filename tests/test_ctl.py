@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixels_daemon import ctl, ctl_format
 from pixels_daemon.paths import StatePaths
@@ -218,23 +220,83 @@ def fields(view: type[msgspec.Struct]) -> set[str]:
 # --- option parsing -------------------------------------------------------------------------
 
 
+COMMON = ["--json", "--state-dir", "/tmp/x", "--endpoint", "ipc:///tmp/y", "--timeout", "0.5"]
+
+
+def argparse_parse(argv: list[str]) -> dict[str, Any]:
+    """What argparse alone makes of a command line (the fast path bypassed)."""
+    return vars(ctl.build_parser().parse_args(argv))
+
+
 @pytest.mark.parametrize("command", ALL_COMMANDS)
 def test_common_options_parse_the_same_before_and_after_the_command(command: str) -> None:
     """--json/--state-dir/--endpoint/--timeout mean the same on either side of the command."""
-    opts = ["--json", "--state-dir", "/tmp/x", "--endpoint", "ipc:///tmp/y", "--timeout", "0.5"]
-    assert ctl.parse_args([*opts, command]) == ctl.parse_args([command, *opts])
+    assert ctl.parse_args([*COMMON, command]) == ctl.parse_args([command, *COMMON])
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+def test_argparse_parses_options_the_same_before_and_after_the_command(command: str) -> None:
+    """The argparse parser (help, errors, commands with arguments) agrees on both placements."""
+    before, after = argparse_parse([*COMMON, command]), argparse_parse([command, *COMMON])
+    assert before == after == ctl.parse_args([command, *COMMON])
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS)
 def test_common_options_default_when_absent(command: str) -> None:
     """Without options every command gets the documented defaults."""
-    assert ctl.parse_args([command]) == {
+    expected = {
         "command": command,
         "json": False,
         "state_dir": None,
         "endpoint": None,
         "timeout": ctl.DEFAULT_TIMEOUT_S,
     }
+    assert ctl.parse_args([command]) == argparse_parse([command]) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--state-dir", "/tmp/d", "status"],
+        ["status", "--state-dir=/tmp/d", "--json"],
+        ["--json", "workstreams", "--timeout", "3", "--endpoint", "ipc:///tmp/c.sock"],
+    ],
+)
+def test_everyday_command_lines_skip_argparse(argv: list[str]) -> None:
+    """Common options plus an argument-less command are parsed without argparse (start-up)."""
+    assert ctl._fast_parse(argv) == argparse_parse(argv)
+
+
+TOKENS = [
+    *ALL_COMMANDS,
+    *("--json", "--state-dir", "--endpoint", "--timeout", "--state-dir=/a", "--endpoint="),
+    *("--timeout=2", "--timeout=0", "--timeout=x", "--timeout=nan", "--json=1", "--js"),
+    *("/tmp/d", "ipc:///x", "0.5", "7", "-1", "-", "", "--", "-h", "bogus", "a=b"),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=7))
+def test_fast_path_agrees_with_argparse(argv: list[str]) -> None:
+    """Wherever the fast path parses a command line, argparse parses it to the same Options."""
+    fast = ctl._fast_parse(argv)
+    if fast is not None:
+        assert fast == argparse_parse(argv)
+
+
+def test_import_and_parse_load_nothing_heavy() -> None:
+    """Importing pixelsctl and parsing an everyday command line loads no heavy modules."""
+    code = (
+        "import sys; from pixels_daemon import ctl; "
+        "ctl.parse_args(['--state-dir', '/tmp/d', 'status', '--json']); "
+        "print(' '.join(sorted(m for m in "
+        "('argparse', 'asyncio', 'anyio', 'structlog', 'sqlite3', 'protocol.codec') "
+        "if m in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == ""
 
 
 def test_option_after_the_command_wins_over_one_before() -> None:

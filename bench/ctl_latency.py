@@ -1,0 +1,218 @@
+"""Whole-process wall time of ``pixelsctl status`` beside ``python -c "import zmq, msgspec"``.
+
+    python bench/ctl_latency.py [--runs N] [--state-dir DIR] [--smoke] [--no-bytecode-cache]
+
+Starts a real ``pixelsd`` on a fresh temp state dir (or uses the one already answering on
+``--state-dir DIR``, else starts one there), waits until it answers ``ping``, then times N runs of
+each command as whole processes, interleaved (ABBA order) so that both share the machine's noise:
+
+- pixelsctl: ``pixelsctl --state-dir DIR status`` through the installed console script next to
+  sys.executable, output discarded (formatting the tables is part of what is measured);
+- floor: ``python -c "import zmq, msgspec"``, the least any Python zmq+msgspec client pays.
+
+Target: the ratio of medians <= 1.3. Prints a table, then ONE JSON line. Stops the daemon it
+started. ``--smoke`` (3 runs) is for CI: it checks the bench works, not the ratio (exit 0 either
+way; a failing pixelsctl run exits 1).
+
+Bytecode: the floor's modules (site-packages) are compiled to .pyc at install time, and so is an
+installed pixels; a checkout run with PYTHONDONTWRITEBYTECODE=1 recompiles pixels' modules on every
+start instead. By default both commands run with bytecode caching on, cached under a private temp
+prefix (PYTHONPYCACHEPREFIX, so nothing is written into the checkout) after one untimed warm-up
+run each. ``--no-bytecode-cache`` runs them with the environment as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pixels_daemon.ctl import CtlError, call
+from pixels_daemon.paths import StatePaths
+
+TARGET_RATIO = 1.3
+DEFAULT_RUNS = 30
+SMOKE_RUNS = 3
+#: pixelsd replays its log and binds before it answers; generous for a loaded CI machine.
+READY_TIMEOUT_S = 20.0
+#: How long a stopping daemon gets after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 10.0
+FLOOR_CODE = "import zmq, msgspec"
+
+
+def ping(state_dir: Path, timeout_s: float = 0.5) -> dict[str, object] | None:
+    """The daemon's ping result, or None when nothing answers on the state dir yet."""
+    try:
+        result = call(StatePaths.under(state_dir).ctl_endpoint, "ping", {}, timeout_s)
+    except CtlError:
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def start_daemon(state_dir: Path) -> subprocess.Popen[bytes]:
+    """Start pixelsd on ``state_dir`` and wait (poll with timeout) until ping answers."""
+    pixelsd = Path(sys.executable).with_name("pixelsd")
+    log = (state_dir / "pixelsd.log").open("ab")
+    proc = subprocess.Popen([str(pixelsd), "--state-dir", str(state_dir)], stdout=log, stderr=log)
+    log.close()  # the child holds its own descriptor
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (state_dir / "pixelsd.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"ctl_latency: pixelsd exited with {proc.returncode}:\n{tail}")
+        if ping(state_dir) is not None:
+            return proc
+        time.sleep(0.05)  # the socket file may not exist yet; ping fails at once then
+    stop_daemon(proc)
+    raise SystemExit(f"ctl_latency: pixelsd did not answer ping within {READY_TIMEOUT_S:.0f} s")
+
+
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not stop in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def child_env(pycache: Path | None) -> dict[str, str]:
+    """The timed commands' environment: with a private bytecode cache unless ``pycache`` is None."""
+    env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one whole-process run; exits the bench if the command fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise SystemExit(f"ctl_latency: {' '.join(cmd)} exited {proc.returncode}: {err}")
+    return elapsed
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median, p90 and min, in seconds."""
+    if len(samples) > 1:
+        p90 = statistics.quantiles(samples, n=10, method="inclusive")[-1]
+    else:
+        p90 = samples[0]
+    return {"median": statistics.median(samples), "p90": p90, "min": min(samples)}
+
+
+def measure(state_dir: Path, runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+    """N interleaved runs of each command (ABBA order), after one untimed warm-up each."""
+    commands = {
+        "pixelsctl": [
+            str(Path(sys.executable).with_name("pixelsctl")),
+            "--state-dir",
+            str(state_dir),
+            "status",
+        ],
+        "floor": [sys.executable, "-c", FLOOR_CODE],
+    }
+    for cmd in commands.values():
+        timed(cmd, env)  # warm-up: fills the bytecode cache and the OS page cache
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    order = list(commands)
+    for i in range(runs):
+        for name in order if i % 2 == 0 else reversed(order):
+            samples[name].append(timed(commands[name], env))
+    return samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs of each command")
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_RUNS} runs, for CI")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="use the daemon answering on DIR, or start one there (default: a fresh temp dir)",
+    )
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run the commands with the environment as it is (see the module docstring)",
+    )
+    opts = parser.parse_args()
+    runs = SMOKE_RUNS if opts.smoke else opts.runs
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+
+    made_dir = opts.state_dir is None
+    # Short dir under /tmp: ipc:// socket paths are limited to 107 bytes.
+    state_dir = Path(opts.state_dir or tempfile.mkdtemp(prefix="px-bench-", dir="/tmp"))
+    pycache = None if opts.no_bytecode_cache else Path(tempfile.mkdtemp(prefix="px-pyc-"))
+    daemon = None
+    try:
+        if ping(state_dir) is None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            daemon = start_daemon(state_dir)
+        info = ping(state_dir) or {}
+        samples = measure(state_dir, runs, child_env(pycache))
+    finally:
+        if daemon is not None:
+            stop_daemon(daemon)
+        if made_dir:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        if pycache is not None:
+            shutil.rmtree(pycache, ignore_errors=True)
+
+    stats = {name: summary(values) for name, values in samples.items()}
+    ctl, floor = stats["pixelsctl"], stats["floor"]
+    ratio = ctl["median"] / floor["median"]
+    print(f"{'command':<34} {'median':>9} {'p90':>9} {'min':>9}")
+    labels = {"pixelsctl": "pixelsctl --state-dir DIR status", "floor": f'python -c "{FLOOR_CODE}"'}
+    for name, s in stats.items():
+        print(
+            f"{labels[name]:<34} {s['median'] * 1e3:7.1f}ms {s['p90'] * 1e3:7.1f}ms "
+            f"{s['min'] * 1e3:7.1f}ms"
+        )
+    print(f"ratio of medians {ratio:.3f} (target <= {TARGET_RATIO}), runs {runs}")
+    print(
+        json.dumps(
+            {
+                "bench": "ctl_latency",
+                "pixelsctl_median_s": round(ctl["median"], 5),
+                "floor_median_s": round(floor["median"], 5),
+                "ratio": round(ratio, 4),
+                "target_ratio": TARGET_RATIO,
+                "runs": runs,
+                "within_target": ratio <= TARGET_RATIO,
+                "pixelsctl_p90_s": round(ctl["p90"], 5),
+                "pixelsctl_min_s": round(ctl["min"], 5),
+                "floor_p90_s": round(floor["p90"], 5),
+                "floor_min_s": round(floor["min"], 5),
+                "ratio_of_mins": round(ctl["min"] / floor["min"], 4),
+                "bytecode_cache": pycache is not None,
+                "daemon": "started" if daemon is not None else "reused",
+                "daemon_version": info.get("daemon"),
+                "python": sys.version.split()[0],
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
