@@ -40,7 +40,7 @@ import zmq
 from pixels_daemon import ctl_format as fmt
 from pixels_daemon.paths import PathError, ctl_endpoint, ipc_path
 from protocol.messages import PROTOCOL_VERSION, CtlResponse, Error, Reply, Request
-from protocol.views import OrchestratorView, StatusView, WorkstreamView
+from protocol.views import EscalationView, OrchestratorView, StatusView, WorkstreamView
 
 if TYPE_CHECKING:
     import argparse
@@ -183,6 +183,17 @@ def workstreams(opts: Options) -> Args:
 def orchestrators(opts: Options) -> Args:
     """List the orchestrators: connection, last seen, status, acked seq, workstreams."""
     return {}
+
+
+@command(
+    "escalations",
+    list[EscalationView],
+    fmt.render_escalations,
+    Arg("--all", action="store_true", help="include resolved escalations"),
+)
+def escalations(opts: Options) -> Args:
+    """List the escalations raised by orchestrators that are not resolved yet (--all: every one)."""
+    return {"all": opts["all"]}
 
 
 @command("ping", dict[str, Any], fmt.render_ping)

@@ -132,9 +132,9 @@ def render_status(view: StatusView, now: float) -> str:
     under a time scale the daemon's plan time runs ahead of the wall clock."""
     done = sum(1 for w in view.workstreams if w.status == "complete")
     head = (
-        f"plan {view.plan}  phase {view.phase}  "
-        f"workstreams {done}/{len(view.workstreams)} complete  "
-        f"daemon time {local_time(view.now)}  events {view.events}"
+        f"plan: {view.plan}   phase: {view.phase}   "
+        f"complete: {done}/{len(view.workstreams)} workstreams   "
+        f"events: {view.events}   daemon time: {local_time(view.now)}"
     )
     sections = [
         head,
@@ -158,6 +158,11 @@ def render_workstreams(items: list[WorkstreamView], now: float) -> str:
 def render_orchestrators(items: list[OrchestratorView], now: float) -> str:
     """The orchestrators table alone."""
     return orchestrators_table(items, now)
+
+
+def render_escalations(items: list[EscalationView], now: float) -> str:
+    """The escalations table alone."""
+    return escalations_table(items, now)
 
 
 def render_ping(result: dict[str, Any], now: float) -> str:

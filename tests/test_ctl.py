@@ -129,6 +129,7 @@ RESULTS: dict[str, Any] = {
     "workstreams": WORKSTREAMS,
     "orchestrators": ORCHESTRATORS,
     "ping": {"daemon": "0.1.0", "pid": 4242, "plan": "dgx-pixels"},
+    "escalations": STATUS.escalations,
 }
 ALL_COMMANDS = sorted(ctl.COMMANDS)
 #: The --json top-level shape of each command: a view's field names, or None for a plain map.
@@ -137,6 +138,7 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "workstreams": WorkstreamView,
     "orchestrators": OrchestratorView,
     "ping": None,
+    "escalations": EscalationView,
 }
 
 Script = Callable[[Request], list[Message]]
@@ -251,7 +253,9 @@ def test_common_options_default_when_absent(command: str) -> None:
         "endpoint": None,
         "timeout": ctl.DEFAULT_TIMEOUT_S,
     }
-    assert ctl.parse_args([command]) == argparse_parse([command]) == expected
+    opts = ctl.parse_args([command])
+    assert opts == argparse_parse([command])
+    assert {key: opts[key] for key in expected} == expected
 
 
 @pytest.mark.parametrize(
@@ -389,7 +393,7 @@ def test_status_human_output_has_the_key_facts(
     assert ctl.main(["status", "--state-dir", str(state_dir)]) == 0
     out = capsys.readouterr().out
     for fact in [
-        "phase M0",
+        "phase: M0",
         "foundation",
         "3m ago",  # last_seen, relative to the daemon's clock
         "never",  # model was never seen
@@ -429,6 +433,22 @@ def test_request_carries_envelope_and_command(state_dir: Path, responder: Respon
     (request,) = responder.requests
     assert request.command == "workstreams" and request.args == {}
     assert request.id and request.ts > 0 and request.seq == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "args"),
+    [
+        (["escalations"], {"all": False}),
+        (["escalations", "--all", "--json"], {"all": True}),
+        (["--json", "escalations", "--all"], {"all": True}),
+    ],
+)
+def test_command_arguments_become_request_args(
+    argv: list[str], args: dict[str, Any], state_dir: Path, responder: Responder
+) -> None:
+    """A command's own options reach the daemon as the request's args, beside common options."""
+    assert ctl.main([*argv, "--state-dir", str(state_dir)]) == 0
+    assert [(r.command, r.args) for r in responder.requests] == [("escalations", args)]
 
 
 def _error_script(code: str) -> Script:
