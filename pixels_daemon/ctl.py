@@ -17,10 +17,10 @@ text; ``result_type`` is what the reply's result is converted to (and what ``--j
 (``--json``, ``--state-dir``, ``--endpoint``, ``--timeout``), before or after its name.
 
 Start-up time is a feature (benchmarked by bench/ctl_latency.py against ``import zmq, msgspec``):
-module-level imports are limited to what is already loaded by zmq/msgspec plus protocol.* and
-pixels_daemon.paths; argparse only for command lines the fast path leaves to it (see
-``_fast_parse``). Never import
-structlog, anyio, asyncio or sqlite3 here, nor anything from the daemon's side.
+module-level imports are limited to what zmq/msgspec already load plus protocol.messages,
+protocol.views and pixels_daemon.paths (not protocol.codec: it builds every direction's decoder at
+import). argparse is imported only for command lines that ``_fast_parse`` leaves to it. Never
+import structlog, anyio, asyncio or sqlite3 here, nor anything from the daemon's side.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Arg:
         self.kwargs = kwargs
 
 
-class Command(Generic[R]):
+class CtlCommand(Generic[R]):
     """One pixelsctl command: its request builder, result type and human formatter."""
 
     __slots__ = ("arguments", "build", "name", "render", "result_type")
@@ -145,7 +145,7 @@ class Command(Generic[R]):
 
 
 #: Every command, by name, in the order they are listed in --help.
-COMMANDS: dict[str, Command[Any]] = {}
+COMMANDS: dict[str, CtlCommand[Any]] = {}
 
 
 def command(
@@ -154,7 +154,7 @@ def command(
     """Register the decorated request builder as the command ``name`` (see the module docstring)."""
 
     def register(build: Builder) -> Builder:
-        COMMANDS[name] = Command(name, result_type, render, build, arguments)
+        COMMANDS[name] = CtlCommand(name, result_type, render, build, arguments)
         return build
 
     return register
