@@ -1,0 +1,352 @@
+"""The daemon without its sockets: frames in, log rows and replies out.
+
+``Daemon`` owns the plan, the state and presence. The shell (server.py) feeds it frames in batches:
+
+    for frame in drained: daemon.on_bus_frame(route, payload, now)
+    batch = daemon.take_batch()
+    store.append(batch.rows)          # one commit (in a worker thread)
+    send(batch.replies())             # acks, welcomes, errors: only after the commit
+
+Replies are built after the commit on purpose: every ack and welcome then states a seq that is on
+disk. If the commit fails, ``recover`` rebuilds the state from the log (the uncommitted changes are
+dropped, nothing is acked, and senders resend).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import structlog
+
+from pixels_daemon import __version__
+from pixels_daemon.core import ingest
+from pixels_daemon.core.state import CORE_VERSION, State, initial_state
+from pixels_daemon.core.views import (
+    escalation_views,
+    orchestrator_views,
+    status_view,
+    workstream_views,
+)
+from pixels_daemon.plan import Plan
+from pixels_daemon.ratelimit import RateLimitedLog
+from pixels_daemon.store import EventStore, NewEvent
+from protocol import codec
+from protocol.codec import FrameError
+from protocol.messages import (
+    DURABLE_TO_DAEMON,
+    Ack,
+    Error,
+    ErrorCode,
+    Heartbeat,
+    Message,
+    Register,
+    Reply,
+    Request,
+    Welcome,
+)
+
+log = structlog.get_logger("pixelsd")
+
+Route = tuple[bytes, ...]  # the ROUTER frames before the payload: identity (and b"" for REQ peers)
+Outgoing = tuple[Route, bytes]
+
+#: Default heartbeat interval told to orchestrators in ``welcome``. 2 s: liveness known within ~6 s
+#: (3 missed), while 2,000 clients cost only 1,000 heartbeats/s.
+DEFAULT_HEARTBEAT_S = 2.0
+
+#: Take a snapshot every this many applied events: restart replays at most this many, and a
+#: snapshot of the state costs a few KiB, so frequent is cheap.
+DEFAULT_SNAPSHOT_EVERY = 10_000
+
+
+class CtlError(Exception):
+    """A pixelsctl request that cannot be served: becomes an ``error`` reply with ``code``."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+@dataclass
+class Batch:
+    """What one drained batch produced: rows to commit, and the replies owed once they are."""
+
+    rows: list[NewEvent] = field(default_factory=list)
+    errors: list[Outgoing] = field(default_factory=list)
+    registers: dict[str, tuple[Route, str]] = field(default_factory=dict)  # name -> route, msg id
+    acks: dict[str, tuple[Route, str]] = field(default_factory=dict)  # name -> route, last msg id
+
+
+@dataclass
+class Counters:
+    """Monotonic counters shown by ``pixelsctl ping`` (and later as metrics)."""
+
+    frames: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    rejected: int = 0
+    frame_errors: dict[str, int] = field(default_factory=dict)
+    commit_failures: int = 0
+    unroutable: int = 0
+
+
+class Daemon:
+    """The daemon's logic with no I/O: fed frames and time, it yields rows and replies."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        clock: Callable[[], float],
+    ) -> None:
+        self.plan = plan
+        self.heartbeat_s = heartbeat_s
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+        self.ownership = ingest.Ownership(
+            owner_of={ws.id: ws.orchestrator for ws in plan.workstreams.values()},
+            orchestrators=frozenset(plan.orchestrators),
+        )
+        self.state = self._fresh_state()
+        self.last_seen: dict[str, float] = {}
+        self.routes: dict[str, Route] = {}
+        self.counters = Counters()
+        self._batch = Batch()
+        self._ids = itertools.count(1)
+        self._boot = f"{os.getpid():x}"
+        self._frame_log = RateLimitedLog(log, interval_s=10.0)
+        self._last_snapshot = 0
+
+    # --- state and the log ---------------------------------------------------------------------
+
+    @property
+    def snapshot_key(self) -> str:
+        return f"core{CORE_VERSION}:{self.plan.fingerprint}"
+
+    def _fresh_state(self) -> State:
+        return initial_state(list(self.plan.orchestrators), list(self.plan.workstreams))
+
+    def replay(self, store: EventStore) -> int:
+        """Rebuild the state from the newest usable snapshot and the log after it (blocking).
+
+        Returns the number of events replayed after the snapshot.
+        """
+        self.state = self._fresh_state()
+        start = 0
+        snap = store.latest_snapshot(self.snapshot_key)
+        if snap is not None:
+            start, blob = snap
+            self.state = msgspec.msgpack.decode(blob, type=State)
+        replayed = 0
+        for row in store.events(after=start):
+            replayed += 1
+            message = codec.to_daemon.decode(row.body)
+            if not isinstance(message, DURABLE_TO_DAEMON):
+                continue
+            if message.orchestrator not in self.ownership.orchestrators:
+                log.warning("replay_skips_unknown_orchestrator", orchestrator=message.orchestrator)
+                continue
+            if ingest.admit(self.state, message.orchestrator, message.seq) is ingest.Admission.NEXT:
+                ingest.apply(self.state, self.ownership, message, row.at)
+        self._last_snapshot = store.last_id
+        return replayed
+
+    def snapshot_due(self, last_id: int) -> bool:
+        return last_id - self._last_snapshot >= self.snapshot_every
+
+    def snapshot(self, last_id: int) -> bytes:
+        """The encoded state as of log position ``last_id`` (call right after its commit)."""
+        self._last_snapshot = last_id
+        return msgspec.msgpack.encode(self.state)
+
+    # --- the bus -------------------------------------------------------------------------------
+
+    def _message_id(self) -> str:
+        return f"pixelsd-{self._boot}-{next(self._ids)}"
+
+    def _encode(self, message: Message) -> bytes:
+        message.id = self._message_id()
+        message.ts = self.clock()
+        return codec.encode(message)
+
+    def _error(
+        self, route: Route, code: ErrorCode, text: str, re: str | None, rejected_seq: int = 0
+    ) -> None:
+        frame = self._encode(
+            Error(code=code, message=text, re=re or None, rejected_seq=rejected_seq)
+        )
+        self._batch.errors.append((route, frame))
+
+    def on_bus_frame(self, route: Route, payload: bytes, now: float) -> None:
+        """Take one frame from an orchestrator; effects wait in the current batch."""
+        self.counters.frames += 1
+        try:
+            message = codec.to_daemon.decode(payload)
+        except FrameError as exc:
+            self._count_frame_error(exc)
+            self._error(route, exc.code, exc.message, exc.msg_id)
+            return
+        name = message.orchestrator
+        if name not in self.ownership.orchestrators:
+            known = ", ".join(sorted(self.ownership.orchestrators))
+            self._error(
+                route,
+                "unknown_orchestrator",
+                f"the plan has no orchestrator {name!r}; it has: {known}",
+                message.id,
+            )
+            return
+        self.last_seen[name] = now
+        self.routes[name] = route
+        batch = self._batch
+        if isinstance(message, Register):
+            batch.registers[name] = (route, message.id)
+            return
+        if isinstance(message, Heartbeat):
+            batch.acks[name] = (route, message.id)
+            return
+        # A durable message: status, poll_reply or escalation.
+        if message.seq <= 0:
+            self._error(
+                route, "bad_message", f"{type(message).__name__.lower()} needs seq >= 1", message.id
+            )
+            return
+        admission = ingest.admit(self.state, name, message.seq)
+        batch.acks[name] = (route, message.id)
+        if admission is ingest.Admission.DUPLICATE:
+            self.counters.duplicates += 1
+            return
+        if admission is ingest.Admission.GAP:
+            self.counters.gaps += 1
+            expected = self.state.orchestrators[name].acked_seq + 1
+            self._error(
+                route,
+                "seq_gap",
+                f"seq {message.seq} arrived before seq {expected}; resend from {expected}",
+                message.id,
+            )
+            return
+        rejection = ingest.apply(self.state, self.ownership, message, now)
+        batch.rows.append((now, "msg", name, message.seq, payload))
+        if rejection is None:
+            self.counters.applied += 1
+        else:
+            self.counters.rejected += 1
+            self._error(route, rejection.code, rejection.message, message.id, message.seq)
+
+    def _count_frame_error(self, exc: FrameError) -> None:
+        errors = self.counters.frame_errors
+        errors[exc.code] = errors.get(exc.code, 0) + 1
+        self._frame_log.warning(exc.code, "bad_frame", code=exc.code, detail=exc.message)
+
+    def take_batch(self) -> Batch:
+        """Hand over the current batch and start a new one."""
+        batch, self._batch = self._batch, Batch()
+        return batch
+
+    def replies(self, batch: Batch) -> list[Outgoing]:
+        """Replies a committed batch owes: errors, then welcomes, then one ack per orchestrator."""
+        out = list(batch.errors)
+        for name, (route, msg_id) in batch.registers.items():
+            welcome = Welcome(
+                orchestrator=name,
+                acked_seq=self.state.orchestrators[name].acked_seq,
+                heartbeat_s=self.heartbeat_s,
+                daemon=__version__,
+                plan=self.plan.name,
+                re=msg_id,
+            )
+            out.append((route, self._encode(welcome)))
+        for name, (route, msg_id) in batch.acks.items():
+            ack = Ack(acked_seq=self.state.orchestrators[name].acked_seq, re=msg_id)
+            out.append((route, self._encode(ack)))
+        return out
+
+    def recover(self, store: EventStore, batch: Batch) -> list[Outgoing]:
+        """After a failed commit: drop uncommitted changes and tell senders to retry later."""
+        self.counters.commit_failures += 1
+        self.replay(store)
+        out = []
+        for route, msg_id in batch.acks.values():
+            err = Error(
+                code="unavailable",
+                message="the daemon could not commit to its event log; resend later",
+                re=msg_id,
+            )
+            out.append((route, self._encode(err)))
+        return out
+
+    # --- control -------------------------------------------------------------------------------
+
+    def on_ctl_frame(self, payload: bytes, now: float) -> bytes:
+        """Serve one pixelsctl request; always returns a reply frame."""
+        try:
+            request = codec.ctl_request.decode(payload)
+        except FrameError as exc:
+            self._count_frame_error(exc)
+            return self._encode(Error(code=exc.code, message=exc.message, re=exc.msg_id or None))
+        try:
+            result = self.handle_request(request, now)
+        except CtlError as exc:
+            return self._encode(Error(code=exc.code, message=exc.message, re=request.id or None))
+        return self._encode(Reply(result=result, re=request.id or None))
+
+    def handle_request(self, request: Request, now: float) -> object:
+        """Dispatch a control command to its handler; raises CtlError for bad requests."""
+        handler = _CTL_COMMANDS.get(request.command)
+        if handler is None:
+            known = ", ".join(sorted(_CTL_COMMANDS))
+            raise CtlError(
+                "unknown_command", f"unknown command {request.command!r}; known: {known}"
+            )
+        return handler(self, request.args, now)
+
+    def ctl_ping(self, args: dict[str, object], now: float) -> object:
+        """Liveness and counters."""
+        c = self.counters
+        return {
+            "daemon": __version__,
+            "pid": os.getpid(),
+            "plan": self.plan.name,
+            "now": now,
+            "counters": {
+                "frames": c.frames,
+                "applied": c.applied,
+                "duplicates": c.duplicates,
+                "gaps": c.gaps,
+                "rejected": c.rejected,
+                "frame_errors": dict(c.frame_errors),
+                "commit_failures": c.commit_failures,
+                "unroutable": c.unroutable,
+            },
+        }
+
+    def ctl_status(self, args: dict[str, object], now: float) -> object:
+        """The whole picture: phase, orchestrators, workstreams, blockers, open escalations."""
+        return status_view(self.plan, self.state, self.last_seen, now, self.heartbeat_s)
+
+    def ctl_workstreams(self, args: dict[str, object], now: float) -> object:
+        return workstream_views(self.plan, self.state)
+
+    def ctl_orchestrators(self, args: dict[str, object], now: float) -> object:
+        return orchestrator_views(self.plan, self.state, self.last_seen, now, self.heartbeat_s)
+
+    def ctl_escalations(self, args: dict[str, object], now: float) -> object:
+        return escalation_views(self.state, include_closed=bool(args.get("all", False)))
+
+
+_CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] = {
+    "ping": Daemon.ctl_ping,
+    "status": Daemon.ctl_status,
+    "workstreams": Daemon.ctl_workstreams,
+    "orchestrators": Daemon.ctl_orchestrators,
+    "escalations": Daemon.ctl_escalations,
+}
