@@ -32,7 +32,9 @@ def default_state_dir() -> Path:
         value = os.environ.get(var)
         if value:
             return Path(value.split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
     return Path(xdg) / "pixels"
 
 

@@ -20,7 +20,8 @@ SCHEMA_VERSION = 1
 Synchronous = Literal["FULL", "NORMAL"]
 
 #: How long a connection waits on a lock held by another connection (a backup, a reader with the
-#: sqlite3 shell) before failing; long enough to ride out a checkpoint, short enough to surface a wedge.
+#: sqlite3 shell) before failing: long enough to ride out a checkpoint, short enough to surface
+#: a wedge.
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = """
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS snapshots (
     event_id INTEGER NOT NULL,   -- state after applying events 1..event_id
-    key TEXT NOT NULL,           -- core version + plan fingerprint: a snapshot of another is unusable
+    key TEXT NOT NULL,           -- core version + plan fingerprint (another's is unusable)
     taken_at REAL NOT NULL,
     state BLOB NOT NULL,
     PRIMARY KEY (key, event_id)
@@ -118,7 +119,7 @@ class EventStore:
         try:
             self._conn.execute("BEGIN")
             self._conn.executemany(
-                "INSERT INTO events (id, at, kind, orchestrator, seq, body) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (id, at, kind, orchestrator, seq, body) VALUES (?,?,?,?,?,?)",
                 rows,
             )
             self._conn.execute("COMMIT")
@@ -152,7 +153,8 @@ class EventStore:
         try:
             self._conn.execute("BEGIN")
             self._conn.execute(
-                "INSERT OR REPLACE INTO snapshots (event_id, key, taken_at, state) VALUES (?,?,?,?)",
+                "INSERT OR REPLACE INTO snapshots (event_id, key, taken_at, state) "
+                "VALUES (?,?,?,?)",
                 (event_id, key, time.time(), state),
             )
             self._conn.execute(

@@ -92,8 +92,7 @@ class Codec(Generic[T]):
         except (msgspec.ValidationError, msgspec.DecodeError):
             return FrameError(
                 "bad_frame",
-                "frame is not a msgpack map with the envelope fields (msg, v, id, seq, ts): "
-                f"{exc}",
+                f"frame is not a msgpack map with the envelope fields (msg, v, id, seq, ts): {exc}",
             )
         if header.v != PROTOCOL_VERSION:
             return FrameError(
@@ -111,7 +110,9 @@ class Codec(Generic[T]):
                 header.id,
                 header.seq,
             )
-        return FrameError("bad_message", f"invalid {header.msg!r} message: {exc}", header.id, header.seq)
+        return FrameError(
+            "bad_message", f"invalid {header.msg!r} message: {exc}", header.id, header.seq
+        )
 
 
 def _members(union: Any) -> tuple[type[Message], ...]:

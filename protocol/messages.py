@@ -25,9 +25,9 @@ PROTOCOL_VERSION = 1
 #: leaves room for metrics and log tails while bounding what one hostile frame can allocate.
 MAX_FRAME_BYTES = 1 << 20
 
-#: Hard cap set as ZMQ_MAXMSGSIZE on the daemon's sockets. libzmq drops the connection of a peer that
-#: exceeds it (no reply is possible), so it sits above MAX_FRAME_BYTES: frames between the two get
-#: a ``too_large`` error reply instead of a silent disconnect.
+#: Hard cap set as ZMQ_MAXMSGSIZE on the daemon's sockets. libzmq drops the connection of a peer
+#: that exceeds it (no reply is possible), so it sits above MAX_FRAME_BYTES: frames between the two
+#: get a ``too_large`` error reply instead of a silent disconnect.
 SOCKET_MAX_MSGSIZE = 8 << 20
 
 # Bounded strings and lists: a peer cannot make the daemon store unbounded text.

@@ -53,7 +53,9 @@ def test_failed_commit_raises_and_keeps_the_log(state_dir: Path) -> None:
     """A commit that fails raises StoreError and leaves earlier events and last_id intact."""
     store = EventStore.open(state_dir / "pixels.db")
     store.append(_rows(2))
-    store._conn.execute("CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    store._conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
     with pytest.raises(StoreError, match="disk full"):
         store.append(_rows(1, start_seq=3))
     assert store.last_id == 2

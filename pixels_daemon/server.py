@@ -1,0 +1,325 @@
+"""The I/O shell: one ``serve()`` that owns every task, sockets, the store and the lock.
+
+Start-up order: state-dir lock -> store -> replay -> bind -> serve (ready). Shutdown runs in
+reverse: stop receiving, finish and commit the batch in hand, send its acks, snapshot, close the
+sockets with a bounded linger, close the store, release the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import anyio
+import anyio.abc
+import structlog
+import zmq
+import zmq.asyncio
+
+from pixels_daemon.daemon import DEFAULT_HEARTBEAT_S, DEFAULT_SNAPSHOT_EVERY, Daemon, Outgoing
+from pixels_daemon.paths import StatePaths, ipc_path
+from pixels_daemon.plan import Plan
+from pixels_daemon.store import EventStore, StoreError, Synchronous
+from protocol.messages import SOCKET_MAX_MSGSIZE
+
+log = structlog.get_logger("pixelsd")
+
+#: Most frames taken from the bus per commit. Bounds the latency one batch adds to its first
+#: message and the memory a burst holds, while letting a burst share one fsync.
+BATCH_MAX = 2048
+
+#: Per-peer queue limits. Outbound we send ~1 cumulative ack per batch, so 1,000 queued frames
+#: means a peer that stopped reading; inbound, 10,000 covers a client's full window of unacked
+#: messages plus heartbeats without libzmq pushing back on a healthy peer.
+SNDHWM = 1000
+RCVHWM = 10_000
+
+#: On close, wait at most this long for queued acks to leave. Bounded so shutdown cannot hang on a
+#: dead peer (the default, -1, waits forever); acks lost here are resent on reconnect anyway.
+LINGER_MS = 500
+
+
+class DaemonError(Exception):
+    """Raised when the daemon cannot start: another daemon holds the state dir, a path is unusable,
+    the event log cannot be opened. The message is for the operator."""
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    runtime_dir: Path | None = None
+    synchronous: Synchronous = "FULL"
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    bus_endpoint: str | None = None  # default: ipc under the runtime dir
+    ctl_endpoint: str | None = None
+
+    @property
+    def paths(self) -> StatePaths:
+        return StatePaths.under(self.state_dir, str(self.runtime_dir) if self.runtime_dir else None)
+
+
+@contextlib.contextmanager
+def state_dir_lock(paths: StatePaths) -> Iterator[IO[str]]:
+    """Hold an exclusive flock on DIR/pixelsd.lock, or fail naming the daemon that holds it.
+
+    A second bind to the same ipc path would silently steal the first daemon's sockets; this lock
+    makes a second daemon on the same state dir fail loudly instead.
+    """
+    paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    handle = open(paths.lock, "a+")  # noqa: SIM115 - held for the daemon's lifetime
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise DaemonError(
+                f"another pixelsd (pid {holder}) is already running on state dir "
+                f"{paths.state_dir}; stop it first or use another --state-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield handle
+    finally:
+        handle.close()
+
+
+def _prepare_ipc(endpoint: str) -> None:
+    """Make the socket's directory (0750) and clear a stale socket left by a crashed daemon.
+
+    Only called while holding the state-dir lock, so a socket file found here belongs to no live
+    daemon. Anything that is not a socket is left alone and refused.
+    """
+    path = ipc_path(endpoint)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    os.chmod(path.parent, 0o750)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise DaemonError(f"{path} exists and is not a socket; refusing to replace it")
+    path.unlink()
+    log.info("removed_stale_socket", path=str(path))
+
+
+def _router(ctx: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
+    sock = ctx.socket(zmq.ROUTER)
+    # Fail loudly (EHOSTUNREACH) instead of silently dropping a reply to a peer that left.
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.SNDHWM, SNDHWM)
+    sock.setsockopt(zmq.RCVHWM, RCVHWM)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    sock.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAX_MSGSIZE)
+    _prepare_ipc(endpoint)
+    # Sockets are created 0660 (owner and group may connect): set the umask around bind instead of
+    # chmod after it, which would leave a window with the default mode.
+    old = os.umask(0o117)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise DaemonError(f"cannot bind {endpoint}: {exc}") from exc
+    finally:
+        os.umask(old)
+    return sock
+
+
+def _drain(sock: zmq.Socket[bytes], limit: int) -> list[list[bytes]]:
+    """Take up to ``limit`` queued multipart frames without blocking (one await per batch, not per
+    message: zmq.asyncio costs several microseconds per await)."""
+    frames: list[list[bytes]] = []
+    while len(frames) < limit:
+        try:
+            frames.append(sock.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            break
+    return frames
+
+
+def _split(frames: list[bytes]) -> tuple[tuple[bytes, ...], bytes] | None:
+    """[identity, payload] (DEALER) or [identity, b"", payload] (REQ) -> (route, payload)."""
+    if len(frames) == 2:
+        return (frames[0],), frames[1]
+    if len(frames) == 3 and frames[1] == b"":
+        return (frames[0], b""), frames[2]
+    return None
+
+
+class Server:
+    """Runs one daemon: sockets and loops around a ``Daemon``."""
+
+    def __init__(self, config: Config, plan: Plan, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.plan = plan
+        self.clock = clock
+        self.paths = config.paths
+        self.bus_endpoint = config.bus_endpoint or self.paths.bus_endpoint
+        self.ctl_endpoint = config.ctl_endpoint or self.paths.ctl_endpoint
+        self.daemon = Daemon(
+            plan,
+            heartbeat_s=config.heartbeat_s,
+            snapshot_every=config.snapshot_every,
+            clock=clock,
+        )
+        self.stopping = anyio.Event()
+        # Held while the state changes and commits, and while control reads it: pixelsctl sees
+        # committed state only, never a batch that might still roll back.
+        self._core_lock = anyio.Lock()
+        self._store: EventStore | None = None
+
+    def stop(self) -> None:
+        """Ask the server to shut down gracefully (safe from a signal handler on the loop)."""
+        self.stopping.set()
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until ``stop()``; ``task_status.started()`` fires once the sockets answer."""
+        with state_dir_lock(self.paths):
+            store = await anyio.to_thread.run_sync(
+                EventStore.open, self.paths.db, self.config.synchronous
+            )
+            self._store = store
+            try:
+                started = time.monotonic()
+                replayed = await anyio.to_thread.run_sync(self.daemon.replay, store)
+                log.info(
+                    "replayed",
+                    events=store.last_id,
+                    after_snapshot=replayed,
+                    seconds=round(time.monotonic() - started, 3),
+                )
+                await self._serve_sockets(task_status)
+                await anyio.to_thread.run_sync(self._final_snapshot, store)
+            finally:
+                store.close()
+
+    def _final_snapshot(self, store: EventStore) -> None:
+        if store.last_id:
+            store.save_snapshot(
+                self.daemon.snapshot_key, store.last_id, self.daemon.snapshot(store.last_id)
+            )
+
+    async def _serve_sockets(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        ctx = zmq.asyncio.Context()
+        bus = ctl = None
+        try:
+            bus = _router(ctx, self.bus_endpoint)
+            ctl = _router(ctx, self.ctl_endpoint)
+            log.info("listening", bus=self.bus_endpoint, ctl=self.ctl_endpoint, plan=self.plan.name)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._bus_loop, bus)
+                tg.start_soon(self._ctl_loop, ctl)
+                task_status.started()
+                await self.stopping.wait()
+                log.info("stopping")
+                tg.cancel_scope.cancel()
+        finally:
+            for sock in (bus, ctl):
+                if sock is not None:
+                    sock.close(LINGER_MS)
+            ctx.term()
+            for endpoint in (self.bus_endpoint, self.ctl_endpoint):
+                path = ipc_path(endpoint)
+                if path is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+
+    async def _bus_loop(self, bus: zmq.asyncio.Socket) -> None:
+        raw = zmq.Socket.shadow(bus.underlying)
+        daemon = self.daemon
+        store = self._store
+        assert store is not None
+        while True:
+            await bus.poll(flags=zmq.POLLIN)
+            # Shielded: once frames are taken off the socket, they are committed and acked even if
+            # shutdown arrives meanwhile (what was received is flushed, never dropped half-way).
+            with anyio.CancelScope(shield=True):
+                drained = _drain(raw, BATCH_MAX)
+                if not drained:
+                    continue
+                async with self._core_lock:
+                    now = self.clock()
+                    for frames in drained:
+                        parts = _split(frames)
+                        if parts is None:
+                            daemon.counters.frame_errors["bad_frame"] = (
+                                daemon.counters.frame_errors.get("bad_frame", 0) + 1
+                            )
+                            continue
+                        daemon.on_bus_frame(parts[0], parts[1], now)
+                    batch = daemon.take_batch()
+                    try:
+                        if batch.rows:
+                            last_id = await anyio.to_thread.run_sync(store.append, batch.rows)
+                            if daemon.snapshot_due(last_id):
+                                blob = daemon.snapshot(last_id)
+                                await anyio.to_thread.run_sync(
+                                    store.save_snapshot, daemon.snapshot_key, last_id, blob
+                                )
+                        replies = daemon.replies(batch)
+                    except StoreError as exc:
+                        log.critical("commit_failed", error=str(exc))
+                        replies = await anyio.to_thread.run_sync(daemon.recover, store, batch)
+                self._send(raw, replies)
+
+    def _send(self, raw: zmq.Socket[bytes], replies: list[Outgoing]) -> None:
+        for route, frame in replies:
+            try:
+                raw.send_multipart([*route, frame], zmq.NOBLOCK)
+            except zmq.Again:
+                # The peer's queue is full: it is not reading. Acks are idempotent and the client
+                # resends what is unacked, so dropping is safe; count it.
+                self.daemon.counters.unroutable += 1
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise
+                self.daemon.counters.unroutable += 1  # the peer disconnected meanwhile
+
+    async def _ctl_loop(self, ctl: zmq.asyncio.Socket) -> None:
+        raw = zmq.Socket.shadow(ctl.underlying)
+        while True:
+            await ctl.poll(flags=zmq.POLLIN)
+            drained = _drain(raw, 64)
+            replies: list[Outgoing] = []
+            async with self._core_lock:
+                now = self.clock()
+                for frames in drained:
+                    parts = _split(frames)
+                    if parts is None:
+                        continue
+                    replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now)))
+            self._send(raw, replies)
+
+
+async def run_server(server: Server) -> None:
+    """Serve until SIGTERM or SIGINT (handlers only set the stop event)."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("signal", signal=signal.Signals(signum).name)
+                    server.stop()
+                    return
+
+        tg.start_soon(watch_signals)
+        await server.serve()
+        tg.cancel_scope.cancel()
