@@ -8,10 +8,12 @@ run the installed console script as a subprocess.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -631,3 +633,91 @@ def test_renderers_exist_for_every_command() -> None:
     """Every registered command renders its canned result without error."""
     for name, command in ctl.COMMANDS.items():
         assert command.render(command.convert(msgspec.to_builtins(RESULTS[name])), NOW)
+
+
+# --- against the real daemon ----------------------------------------------------------------
+
+
+def _ping(state_dir: Path) -> bool:
+    try:
+        ctl.call(StatePaths.under(state_dir).ctl_endpoint, "ping", {}, 0.5)
+    except ctl.CtlError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def daemon_dir() -> Iterator[Path]:
+    """A real pixelsd (embedded plan) on a fresh short state dir, shared by this module's tests
+    that only read from it; killed at teardown."""
+    path = Path(tempfile.mkdtemp(prefix="px-", dir="/tmp"))
+    log = (path / "pixelsd.log").open("ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pixelsd")), "--state-dir", str(path)],
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + 20.0
+        while not _ping(path):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"pixelsd did not start: {(path / 'pixelsd.log').read_text()}")
+            time.sleep(0.05)  # polling for readiness, not waiting for time to pass
+        yield path
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_real_daemon_status_json_is_a_status_view(daemon_dir: Path) -> None:
+    """pixelsctl status --json against pixelsd prints a StatusView of the embedded plan."""
+    proc, _ = run_ctl("status", "--json", "--state-dir", str(daemon_dir))
+    assert proc.returncode == 0, proc.stderr
+    raw = json.loads(proc.stdout)
+    assert set(raw) == fields(StatusView)
+    view = msgspec.convert(raw, StatusView)
+    names = {o.name for o in view.orchestrators}
+    assert names == {"foundation", "model", "interface", "integration"}
+    assert len(view.workstreams) == 18
+
+
+def test_real_daemon_status_human_lists_every_orchestrator(daemon_dir: Path) -> None:
+    """pixelsctl status against pixelsd shows the phase and every orchestrator, never seen."""
+    proc, _ = run_ctl("--state-dir", str(daemon_dir), "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "phase: " in proc.stdout and "OPEN BLOCKERS" in proc.stdout
+    for name in ("foundation", "model", "interface", "integration"):
+        assert name in proc.stdout
+    assert "never_seen" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+def test_real_daemon_answers_every_command(command: str, daemon_dir: Path) -> None:
+    """Every pixelsctl command gets a result of its view's shape from pixelsd."""
+    proc, _ = run_ctl(command, "--json", "--state-dir", str(daemon_dir))
+    assert proc.returncode == 0, proc.stderr
+    ctl.COMMANDS[command].convert(json.loads(proc.stdout))
+
+
+def test_stopped_daemon_exits_3(state_dir: Path) -> None:
+    """After pixelsd stops, pixelsctl on its state dir exits 3 within 2 s."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pixelsd")), "--state-dir", str(state_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20.0
+        while not _ping(state_dir):
+            assert proc.poll() is None and time.monotonic() < deadline, "pixelsd did not start"
+            time.sleep(0.05)  # polling for readiness
+        proc.terminate()
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait()
+    result, elapsed = run_ctl("status", "--state-dir", str(state_dir))
+    assert result.returncode == 3 and elapsed < 2.0
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
