@@ -242,6 +242,18 @@ class Daemon:
             self.counters.rejected += 1
             self._error(route, rejection.code, rejection.message, message.id, message.seq)
 
+    def on_bad_envelope(self, route: Route, parts: int) -> None:
+        """A multipart message that is neither [payload] nor [b"", payload] from the peer."""
+        exc = _bad_envelope(parts)
+        self._count_frame_error(exc)
+        self._error(route, exc.code, exc.message, None)
+
+    def bad_envelope_reply(self, parts: int) -> bytes:
+        """The error frame answering a control peer's malformed multipart message."""
+        exc = _bad_envelope(parts)
+        self._count_frame_error(exc)
+        return self._encode(Error(code=exc.code, message=exc.message))
+
     def _count_frame_error(self, exc: FrameError) -> None:
         errors = self.counters.frame_errors
         errors[exc.code] = errors.get(exc.code, 0) + 1
@@ -341,6 +353,13 @@ class Daemon:
 
     def ctl_escalations(self, args: dict[str, object], now: float) -> object:
         return escalation_views(self.state, include_closed=bool(args.get("all", False)))
+
+
+def _bad_envelope(parts: int) -> FrameError:
+    return FrameError(
+        "bad_frame",
+        f"expected one frame (or an empty delimiter then one frame), got {parts - 1} frames",
+    )
 
 
 _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] = {

@@ -120,6 +120,7 @@ def _prepare_ipc(endpoint: str) -> None:
 
 
 def _router(ctx: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
+    _prepare_ipc(endpoint)  # before the socket exists: an error here must leave none to close
     sock = ctx.socket(zmq.ROUTER)
     # Fail loudly (EHOSTUNREACH) instead of silently dropping a reply to a peer that left.
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -127,7 +128,6 @@ def _router(ctx: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
     sock.setsockopt(zmq.RCVHWM, RCVHWM)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAX_MSGSIZE)
-    _prepare_ipc(endpoint)
     # Sockets are created 0660 (owner and group may connect): set the umask around bind instead of
     # chmod after it, which would leave a window with the default mode.
     old = os.umask(0o117)
@@ -179,6 +179,8 @@ class Server:
             clock=clock,
         )
         self.stopping = anyio.Event()
+        #: Set once both sockets are bound and served (what READY=1 will announce).
+        self.ready = anyio.Event()
         # Held while the state changes and commits, and while control reads it: pixelsctl sees
         # committed state only, never a batch that might still roll back.
         self._core_lock = anyio.Lock()
@@ -228,15 +230,17 @@ class Server:
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
                 task_status.started()
+                self.ready.set()
                 await self.stopping.wait()
                 log.info("stopping")
                 tg.cancel_scope.cancel()
         finally:
+            bound = [e for e, sock in ((self.bus_endpoint, bus), (self.ctl_endpoint, ctl)) if sock]
             for sock in (bus, ctl):
                 if sock is not None:
                     sock.close(LINGER_MS)
             ctx.term()
-            for endpoint in (self.bus_endpoint, self.ctl_endpoint):
+            for endpoint in bound:  # only what this daemon bound: never a file it refused to touch
                 path = ipc_path(endpoint)
                 if path is not None:
                     with contextlib.suppress(FileNotFoundError):
@@ -260,9 +264,7 @@ class Server:
                     for frames in drained:
                         parts = _split(frames)
                         if parts is None:
-                            daemon.counters.frame_errors["bad_frame"] = (
-                                daemon.counters.frame_errors.get("bad_frame", 0) + 1
-                            )
+                            daemon.on_bad_envelope((frames[0],), len(frames))
                             continue
                         daemon.on_bus_frame(parts[0], parts[1], now)
                     batch = daemon.take_batch()
@@ -304,6 +306,7 @@ class Server:
                 for frames in drained:
                     parts = _split(frames)
                     if parts is None:
+                        replies.append(((frames[0],), self.daemon.bad_envelope_reply(len(frames))))
                         continue
                     replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now)))
             self._send(raw, replies)
