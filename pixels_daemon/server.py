@@ -247,12 +247,12 @@ class Server:
                         path.unlink()
 
     async def _bus_loop(self, bus: zmq.asyncio.Socket) -> None:
-        raw = zmq.Socket.shadow(bus.underlying)
+        raw: zmq.Socket[bytes] = zmq.Socket.shadow(bus.underlying)
         daemon = self.daemon
         store = self._store
         assert store is not None
         while True:
-            await bus.poll(flags=zmq.POLLIN)
+            await bus.poll()  # POLLIN by default
             # Shielded: once frames are taken off the socket, they are committed and acked even if
             # shutdown arrives meanwhile (what was received is flushed, never dropped half-way).
             with anyio.CancelScope(shield=True):
@@ -296,9 +296,9 @@ class Server:
                 self.daemon.counters.unroutable += 1  # the peer disconnected meanwhile
 
     async def _ctl_loop(self, ctl: zmq.asyncio.Socket) -> None:
-        raw = zmq.Socket.shadow(ctl.underlying)
+        raw: zmq.Socket[bytes] = zmq.Socket.shadow(ctl.underlying)
         while True:
-            await ctl.poll(flags=zmq.POLLIN)
+            await ctl.poll()  # POLLIN by default
             drained = _drain(raw, 64)
             replies: list[Outgoing] = []
             async with self._core_lock:
