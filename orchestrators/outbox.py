@@ -20,6 +20,8 @@ Seq rules (everything that assigns or drops a seq lives in this module):
   In every case acked_local becomes A (after a reset the old, higher value means nothing).
 - ``ack(N)`` deletes rows with seq <= N and raises acked_local to N. An ack above the highest seq
   ever assigned is FOREIGN too: nothing is deleted and the caller re-registers.
+- A pending message the daemon's decoder refused (not consumed: every later seq gaps) is dropped
+  and the later ones move down by one (docs/protocol.md, "Refused before consumption").
 
 Rows store the whole frame as sent (envelope included): a resend is the same bytes, and the hot
 path never re-encodes. Renumbering (rare) re-encodes the rows it touches.
@@ -370,6 +372,36 @@ class Outbox:
                 self._set_meta(conn, acked_seq=acked_seq)
                 acked_local = acked_seq
             return AckOutcome(deleted, False, Counters(acked_local, last, self._pending(conn)))
+
+    def drop_refused(self, seq: int) -> Counters | None:
+        """Drop pending message ``seq``, which the daemon's decoder refused (not consumed), and
+        renumber every later one down by one; None if ``seq`` is not pending.
+
+        Safe because the daemon applies in order: nothing after a refused seq was applied (each
+        gapped). The caller then resends from ``seq``. ``enqueue`` validates with the daemon's own
+        decoder, so this happens only when client and daemon disagree about the protocol.
+        """
+        with self._write("drop a refused message") as conn:
+            acked, last, based = self._meta(conn)
+            if not based or seq <= acked:
+                return None
+            deleted = conn.execute("DELETE FROM messages WHERE seq = ?", (seq,)).rowcount
+            if not deleted:
+                return None
+            rows = conn.execute(
+                "SELECT id, body FROM messages WHERE seq > ? ORDER BY seq", (seq,)
+            ).fetchall()
+            updates = []
+            for new_seq, (local_id, body) in enumerate(rows, start=seq):
+                message = codec.to_daemon.decode(body)
+                stamped = msgspec.structs.replace(
+                    message, seq=new_seq, id=message_id(self.orchestrator, new_seq)
+                )
+                updates.append((new_seq, codec.encode(stamped), local_id))
+            # Ascending order: each row moves into the seq its predecessor just vacated.
+            conn.executemany("UPDATE messages SET seq = ?, body = ? WHERE id = ?", updates)
+            self._set_meta(conn, last_seq=last - 1)
+            return Counters(acked, last - 1, self._pending(conn))
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -253,3 +253,29 @@ def test_accepted_messages_survive_sigkill(path: Path) -> None:
         stored = set(seqs(box))
         assert set(accepted) <= stored
         assert box.integrity_check() == "ok"
+
+
+def test_refused_message_is_dropped_and_later_ones_move_down(box: Outbox) -> None:
+    """A message the daemon's decoder refused goes; later seqs close the hole, frames renumbered."""
+    based(box)
+    box.enqueue_many([status(0.1), status(0.2), status(0.3), status(0.4)], NOW)  # 1..4
+    counters = box.drop_refused(2)
+    assert counters is not None
+    assert (counters.last_seq, counters.pending) == (3, 3)
+    decoded = [codec.to_daemon.decode(f) for _, f in box.frames(0, 10)]
+    assert [(m.seq, m.id) for m in decoded] == [
+        (1, "foundation-1"),
+        (2, "foundation-2"),
+        (3, "foundation-3"),
+    ]
+    assert [m.workstreams["WS-01"].progress for m in decoded] == [0.1, 0.3, 0.4]  # type: ignore[union-attr]
+    assert box.enqueue(status(), NOW) == 4
+
+
+def test_refusal_of_an_acked_seq_changes_nothing(box: Outbox) -> None:
+    """A stale refusal naming a seq that is no longer pending is ignored."""
+    based(box)
+    box.enqueue_many([status(), status()], NOW)
+    box.on_ack(1)
+    assert box.drop_refused(1) is None
+    assert seqs(box) == [2]
