@@ -15,32 +15,28 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, get_args
+from typing import get_args
 
 import msgspec
 import pytest
 
 from protocol import codec, views
-from protocol.codec import Codec
 from protocol.messages import (
     ALL_MESSAGES,
     ERROR_CODES,
     MAX_FRAME_BYTES,
     SOCKET_MAX_MSGSIZE,
     CommandAction,
-    CtlRequest,
-    CtlResponse,
     EscalationType,
     Header,
     Message,
     OrchestratorStatus,
     Severity,
-    ToDaemon,
-    ToOrchestrator,
     WorkstreamReport,
     WorkstreamStatus,
     tag_of,
 )
+from tests.test_protocol import codec_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_PATH = ROOT / "docs" / "protocol.md"
@@ -58,16 +54,7 @@ def _load_script() -> ModuleType:
 
 examples = _load_script()
 
-DIRECTIONS: list[tuple[Any, Codec[Any]]] = [
-    (ToDaemon, codec.to_daemon),
-    (ToOrchestrator, codec.to_orchestrator),
-    (CtlRequest, codec.ctl_request),
-    (CtlResponse, codec.ctl_response),
-]
-BY_TAG: dict[str, tuple[Any, Codec[Any]]] = {}
-for _union, _codec in DIRECTIONS:
-    for _cls in get_args(_union) or (_union,):
-        BY_TAG.setdefault(tag_of(_cls), (_union, _codec))
+BY_TAG = {tag_of(cls): cls for cls in ALL_MESSAGES}
 
 EXAMPLE_RE = re.compile(r"```json\n(.*?)\n```\n\nmsgpack, \d+ bytes:\n\n```hex\n(.*?)\n```", re.S)
 
@@ -137,10 +124,11 @@ def test_examples_show_every_message_once_in_order() -> None:
 )
 def test_hex_block_decodes_to_its_json(as_json: str, as_hex: str) -> None:
     """Each example's hex decodes with protocol.codec to the message its JSON describes."""
-    union, direction = BY_TAG[msgspec.json.decode(as_json)["msg"]]
-    frame = bytes.fromhex(as_hex)
-    assert direction.decode(frame) == msgspec.json.decode(as_json, type=union)
-    assert codec.encode(msgspec.json.decode(as_json, type=union)) == frame
+    described = msgspec.json.decode(as_json)
+    direction = codec_for(BY_TAG[described["msg"]])
+    from_json = direction.decode(msgspec.msgpack.encode(described))
+    assert direction.decode(bytes.fromhex(as_hex)) == from_json
+    assert codec.encode(from_json) == bytes.fromhex(as_hex)
 
 
 def test_splice_replaces_only_the_section() -> None:
