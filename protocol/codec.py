@@ -13,6 +13,7 @@ import msgspec
 
 from protocol.messages import (
     MAX_FRAME_BYTES,
+    MAX_ID_LENGTH,
     PROTOCOL_VERSION,
     CtlRequest,
     CtlResponse,
@@ -42,6 +43,8 @@ class FrameError(Exception):
         self.msg_id = msg_id
         self.seq = seq
 
+
+_TOO_DEEP = "frame nests too deeply to decode"
 
 _encoder = msgspec.msgpack.Encoder()
 _header_decoder = msgspec.msgpack.Decoder(Header)
@@ -76,6 +79,9 @@ class Codec(Generic[T]):
             message = self._decoder.decode(frame)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise self._classify(frame, exc) from None
+        except RecursionError:
+            # A few KiB of nested arrays (even in an ignored field) exhaust the C stack guard.
+            raise FrameError("bad_frame", _TOO_DEEP) from None
         if message.v != PROTOCOL_VERSION:  # type: ignore[attr-defined]
             raise FrameError(
                 "unsupported_version",
@@ -89,29 +95,34 @@ class Codec(Generic[T]):
     def _classify(self, frame: bytes | memoryview, exc: Exception) -> FrameError:
         try:
             header = _header_decoder.decode(frame)
+        except RecursionError:
+            return FrameError("bad_frame", _TOO_DEEP)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return FrameError(
                 "bad_frame",
                 f"frame is not a msgpack map with the envelope fields (msg, v, id, seq, ts): {exc}",
             )
+        # Echo only what fits the reply's own bounds (Error.message <= 4096, re <= 128 chars).
+        msg_id = header.id if len(header.id) <= MAX_ID_LENGTH else ""
         if header.v != PROTOCOL_VERSION:
             return FrameError(
                 "unsupported_version",
                 f"protocol version {header.v} is not supported; "
                 f"this daemon speaks version {PROTOCOL_VERSION}",
-                header.id,
+                msg_id,
                 header.seq,
             )
         if header.msg not in self._tags:
             known = ", ".join(sorted(self._tags))
             return FrameError(
                 "unknown_type",
-                f"unknown message type {header.msg!r}; expected one of: {known}",
-                header.id,
+                f"unknown message type {header.msg[:64]!r}; expected one of: {known}",
+                msg_id,
                 header.seq,
             )
+        detail = str(exc)[:1024]
         return FrameError(
-            "bad_message", f"invalid {header.msg!r} message: {exc}", header.id, header.seq
+            "bad_message", f"invalid {header.msg!r} message: {detail}", msg_id, header.seq
         )
 
 

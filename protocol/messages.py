@@ -31,8 +31,10 @@ MAX_FRAME_BYTES = 1 << 20
 SOCKET_MAX_MSGSIZE = 8 << 20
 
 # Bounded strings and lists: a peer cannot make the daemon store unbounded text.
-Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-MsgId = Annotated[str, Meta(max_length=128)]
+# \Z, not $: "$" also matches before a trailing newline, which would let "name\n" through.
+Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")]
+MAX_ID_LENGTH = 128
+MsgId = Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
 Text = Annotated[str, Meta(max_length=4096)]
 Seq = Annotated[int, Meta(ge=0)]
 Ratio = Annotated[float, Meta(ge=0.0, le=1.0)]

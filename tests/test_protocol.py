@@ -339,15 +339,9 @@ def test_name_of_64_chars_is_accepted() -> None:
     assert message.orchestrator == "a" * 62 + ".-"
 
 
-# --- known defects in protocol/ (strict xfail: each turns into a failure once fixed) -------------
+# --- hostile frames that once broke the codec (found in review, fixed in protocol/) -------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="codec.decode lets msgspec's RecursionError escape: a few KiB of nested arrays "
-    "would end the daemon's loop instead of getting bad_frame",
-)
 def test_deeply_nested_frame_is_bad_frame() -> None:
     """A frame nesting arrays 10,000 deep (in an unknown field) is refused as bad_frame."""
     pairs = pack("msg") + pack("heartbeat") + pack("orchestrator") + pack("foundation")
@@ -355,21 +349,11 @@ def test_deeply_nested_frame_is_bad_frame() -> None:
     assert refused(codec.to_daemon, frame).code == "bad_frame"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Name's pattern ends in '$', which Python's re.search also matches before a final "
-    "newline; '\\Z' is needed",
-)
 def test_name_with_a_trailing_newline_is_bad_message() -> None:
     """A Name may not end in a newline (it would pass into logs and tables)."""
     assert refused(codec.to_daemon, heartbeat(orchestrator="foundation\n")).code == "bad_message"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_classify puts the whole unknown 'msg' value into the error message, which can "
-    "exceed Text's 4096 characters: the error reply is then undecodable for the client",
-)
 def test_error_for_an_overlong_type_name_fits_in_an_error_reply() -> None:
     """The FrameError for a 5,000-char msg still fits an error message (Text, <= 4096)."""
     error = refused(codec.to_daemon, pack({"msg": "x" * 5000, "v": 1}))
@@ -377,11 +361,6 @@ def test_error_for_an_overlong_type_name_fits_in_an_error_reply() -> None:
     assert isinstance(codec.to_orchestrator.decode(reply), Error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_classify echoes an id longer than MsgId's 128 characters as msg_id: the error "
-    "reply's re is then undecodable for the client",
-)
 def test_error_for_an_overlong_id_fits_in_an_error_reply() -> None:
     """The FrameError for a frame whose id is too long does not echo that id as re."""
     error = refused(codec.to_daemon, heartbeat(id="i" * 500))

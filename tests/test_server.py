@@ -77,6 +77,7 @@ BAD_FRAMES = [
     (msgspec.msgpack.encode({"msg": "teleport", "v": 1, "id": "x"}), "unknown_type"),
     (msgspec.msgpack.encode({"msg": "status", "v": 1, "id": "x", "seq": 1}), "bad_message"),
     (b"\x90" * ((1 << 20) + 1), "too_large"),
+    (b"\x91" * 100_000 + b"\xc0", "bad_frame"),  # nesting deep enough to exhaust recursion
 ]
 
 
