@@ -133,6 +133,41 @@ def message_id(orchestrator: str, seq: int) -> str:
     return f"{orchestrator}-{seq}"
 
 
+def stamp(message: Durable, orchestrator: str, seq: int, now: float) -> tuple[str, bytes]:
+    """(kind, the frame as it goes on the wire): seq, id and ts set here (the caller's object is
+    left alone), checked by the daemon's own decoder so nothing undecodable is accepted.
+
+    Raises InvalidMessage: not a durable message, another orchestrator's, undecodable, too large.
+    """
+    if not isinstance(message, DURABLE_TYPES):
+        raise InvalidMessage(
+            f"only status, poll_reply and escalation go through the outbox, not "
+            f"{type(message).__name__}"
+        )
+    if message.orchestrator != orchestrator:
+        raise InvalidMessage(
+            f"message names orchestrator {message.orchestrator!r}, but this outbox belongs "
+            f"to {orchestrator!r}"
+        )
+    stamped = msgspec.structs.replace(
+        message, seq=seq, id=message_id(orchestrator, seq) if seq else "", ts=now
+    )
+    frame = codec.encode(stamped)
+    try:
+        # Every field the daemon's decoder checks (ranges, patterns, lengths) is checked here.
+        codec.to_daemon.decode(frame)
+    except FrameError as exc:
+        raise InvalidMessage(exc.message) from None
+    if len(frame) > MAX_FRAME_BYTES:
+        raise InvalidMessage(f"message is {len(frame)} bytes; the limit is {MAX_FRAME_BYTES}")
+    return tag_of(type(message)), frame
+
+
+def check_message(message: Durable, orchestrator: str) -> None:
+    """Raise InvalidMessage if ``enqueue`` would refuse ``message``; accept nothing."""
+    stamp(message, orchestrator, 0, 0.0)
+
+
 class Outbox:
     """One orchestrator's outbox file. Open with ``Outbox.open(path, orchestrator)``."""
 
@@ -253,31 +288,7 @@ class Outbox:
     # --- enqueue ---------------------------------------------------------------------------------
 
     def _frame(self, message: Durable, seq: int, now: float) -> tuple[str, bytes]:
-        """(kind, the frame as it goes on the wire): seq, id and ts set here (the caller's object
-        is left alone), checked by the daemon's own decoder so nothing undecodable is accepted."""
-        if not isinstance(message, DURABLE_TYPES):
-            raise InvalidMessage(
-                f"only status, poll_reply and escalation go through the outbox, not "
-                f"{type(message).__name__}"
-            )
-        if message.orchestrator != self.orchestrator:
-            raise InvalidMessage(
-                f"message names orchestrator {message.orchestrator!r}, but this outbox belongs "
-                f"to {self.orchestrator!r}"
-            )
-        stamped = msgspec.structs.replace(
-            message, seq=seq, id=message_id(self.orchestrator, seq) if seq else "", ts=now
-        )
-        frame = codec.encode(stamped)
-        try:
-            # The seq-0 form is not a valid durable frame for the daemon, but every field the
-            # decoder checks (ranges, patterns, lengths) is checked all the same.
-            codec.to_daemon.decode(frame)
-        except FrameError as exc:
-            raise InvalidMessage(exc.message) from None
-        if len(frame) > MAX_FRAME_BYTES:
-            raise InvalidMessage(f"message is {len(frame)} bytes; the limit is {MAX_FRAME_BYTES}")
-        return tag_of(type(message)), frame
+        return stamp(message, self.orchestrator, seq, now)
 
     def enqueue(self, message: Durable, now: float) -> int | None:
         """Accept one message durably; return its seq, or None while no base seq is known."""
