@@ -251,12 +251,15 @@ class OrchestratorClient:
             return
         outbox = self._require_outbox()
         batch = list(messages)
-        async with self._lock:
-            seqs = await anyio.to_thread.run_sync(outbox.enqueue_many, batch, self.clock())
-            self._pending += len(batch)
-            last = seqs[-1]
-            if last is not None:
-                self._last = max(self._last, last)
+        # Shielded: once the commit runs, the mirrors must learn of it, or the pump would not
+        # see the new rows until the next ack (cancelling a send cannot un-accept it anyway).
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                seqs = await anyio.to_thread.run_sync(outbox.enqueue_many, batch, self.clock())
+                self._pending += len(batch)
+                last = seqs[-1]
+                if last is not None:
+                    self._last = max(self._last, last)
         self._notify()
         self._wake.set()
 

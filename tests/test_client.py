@@ -57,6 +57,7 @@ class PeerRules:
     lose_once: set[int] = field(default_factory=set)  # seqs lost on first arrival (a hole)
     refuse_once: set[int] = field(default_factory=set)  # seqs refused as bad_message (not consumed)
     unknown_workstreams: set[str] = field(default_factory=set)  # consumed with an error
+    fail_commit_once: bool = False  # answer the next new seq with `unavailable`, not applied
     orchestrators: set[str] = field(default_factory=lambda: {NAME, "model"})
 
 
@@ -181,6 +182,9 @@ class BusPeer:
                 return [self._error("bad_message", "refused by the test peer", message)]
             if message.seq <= acked:
                 return [self._ack(name, message)] if rules.ack else []
+            if rules.fail_commit_once and message.seq == acked + 1:
+                rules.fail_commit_once = False
+                return [self._error("unavailable", "cannot commit", message)]
             if message.seq > acked + 1:
                 return [self._error("seq_gap", "gap", message), self._ack(name, message)]
             self.acked[name] = message.seq
@@ -448,6 +452,24 @@ async def test_stuck_message_is_sent_again_while_the_daemon_answers(
         peer.push(Poll(id="p1"))  # a sign of life: the daemon is not silent
         commands = client.commands()
         assert (await anext(commands)).id == "p1"
+        await client.tick()
+        assert await client.wait_acked(5)
+        assert peer.count(Register) == 2
+        assert peer.applied_seqs() == [1]
+
+
+async def test_unavailable_daemon_is_registered_again_after_a_backoff(
+    peer: BusPeer, make_client: Callable[..., OrchestratorClient], clock: FakeClock
+) -> None:
+    """After `unavailable` the client stops, backs off, re-registers and resends."""
+    async with make_client() as client:
+        peer.rules.fail_commit_once = True
+        await client.send(status())
+        await wait_until(lambda: peer.count(Error, sent=True) == 1)
+        await wait_until(lambda: not client.registered)
+        await client.tick()  # too early: the backoff has not passed
+        assert peer.count(Register) == 1
+        clock.now += 2 * client.heartbeat_s  # beyond the first backoff (one period, +-20 %)
         await client.tick()
         assert await client.wait_acked(5)
         assert peer.count(Register) == 2
