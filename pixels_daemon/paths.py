@@ -1,4 +1,4 @@
-"""Where a daemon keeps its files, and how clients find its sockets. Standard library only.
+"""Where a daemon keeps its files, and how clients find its sockets.
 
 Layout under a state dir (``--state-dir DIR``)::
 
@@ -6,13 +6,18 @@ Layout under a state dir (``--state-dir DIR``)::
     DIR/pixelsd.lock     held (flock) by the running daemon: a second daemon on DIR fails loudly
     DIR/run/bus.sock     ROUTER for orchestrators   (ipc://; the runtime dir may be moved)
     DIR/run/ctl.sock     ROUTER for pixelsctl
+
+Lean on purpose: pixelsctl imports this module and its start-up time is benchmarked, so it uses
+os.path and a plain class (pathlib costs ~5 ms of imports, dataclasses another ~10 ms via inspect).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: sun_path is 108 bytes including the terminating NUL; libzmq refuses longer ipc paths.
 MAX_IPC_PATH = 107
@@ -26,29 +31,51 @@ class PathError(Exception):
     """Raised when a state dir or socket path cannot be used (e.g. an ipc path is too long)."""
 
 
-def default_state_dir() -> Path:
-    """$PIXELS_STATE_DIR, else systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME/pixels."""
+def _default_state_dir() -> str:
     for var in (ENV_STATE_DIR, "STATE_DIRECTORY"):
         value = os.environ.get(var)
         if value:
-            return Path(value.split(":")[0])
+            return value.split(":")[0]
     xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
-    return Path(xdg) / "pixels"
+    return os.path.join(xdg, "pixels")
 
 
-@dataclass(frozen=True)
+def default_state_dir() -> Path:
+    """$PIXELS_STATE_DIR, else systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME/pixels."""
+    from pathlib import Path
+
+    return Path(_default_state_dir())
+
+
 class StatePaths:
-    """The files of one daemon instance."""
+    """The files of one daemon instance (all paths absolute)."""
 
-    state_dir: Path
-    runtime_dir: Path
+    __slots__ = ("runtime_dir", "state_dir")
+
+    def __init__(self, state_dir: Path, runtime_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.runtime_dir = runtime_dir
 
     @classmethod
     def under(cls, state_dir: str | os.PathLike[str], runtime_dir: str | None = None) -> StatePaths:
+        from pathlib import Path
+
         base = Path(state_dir).absolute()
         return cls(base, Path(runtime_dir).absolute() if runtime_dir else base / "run")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StatePaths) and (self.state_dir, self.runtime_dir) == (
+            other.state_dir,
+            other.runtime_dir,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.state_dir, self.runtime_dir))
+
+    def __repr__(self) -> str:
+        return f"StatePaths({str(self.state_dir)!r}, {str(self.runtime_dir)!r})"
 
     @property
     def db(self) -> Path:
@@ -75,22 +102,28 @@ class StatePaths:
         return ipc_endpoint(self.ctl_socket)
 
 
-def ipc_endpoint(path: Path) -> str:
+def ipc_endpoint(path: str | os.PathLike[str]) -> str:
     """``ipc://PATH``, refusing paths libzmq cannot bind (over 107 bytes)."""
     raw = os.fsencode(path)
     if len(raw) > MAX_IPC_PATH:
         raise PathError(
-            f"socket path {path} is {len(raw)} bytes; ipc paths are limited to {MAX_IPC_PATH}: "
-            "use a shorter --state-dir or set --runtime-dir"
+            f"socket path {os.fspath(path)} is {len(raw)} bytes; ipc paths are limited to "
+            f"{MAX_IPC_PATH}: use a shorter --state-dir or set --runtime-dir"
         )
-    return f"ipc://{path}"
+    return f"ipc://{os.fspath(path)}"
 
 
 def ipc_path(endpoint: str) -> Path | None:
     """The filesystem path of an ``ipc://`` endpoint, or None for other transports."""
     if endpoint.startswith("ipc://"):
+        from pathlib import Path
+
         return Path(endpoint[len("ipc://") :])
     return None
+
+
+def _socket_endpoint(state_dir: str, name: str) -> str:
+    return ipc_endpoint(os.path.join(os.path.abspath(state_dir), "run", name))
 
 
 def ctl_endpoint(state_dir: str | None, endpoint: str | None) -> str:
@@ -99,11 +132,11 @@ def ctl_endpoint(state_dir: str | None, endpoint: str | None) -> str:
     if endpoint:
         return endpoint
     if state_dir:
-        return StatePaths.under(state_dir).ctl_endpoint
+        return _socket_endpoint(state_dir, "ctl.sock")
     env = os.environ.get(ENV_CTL_ENDPOINT)
     if env:
         return env
-    return StatePaths.under(default_state_dir()).ctl_endpoint
+    return _socket_endpoint(_default_state_dir(), "ctl.sock")
 
 
 def bus_endpoint(state_dir: str | None, endpoint: str | None) -> str:
@@ -111,8 +144,8 @@ def bus_endpoint(state_dir: str | None, endpoint: str | None) -> str:
     if endpoint:
         return endpoint
     if state_dir:
-        return StatePaths.under(state_dir).bus_endpoint
+        return _socket_endpoint(state_dir, "bus.sock")
     env = os.environ.get(ENV_BUS_ENDPOINT)
     if env:
         return env
-    return StatePaths.under(default_state_dir()).bus_endpoint
+    return _socket_endpoint(_default_state_dir(), "bus.sock")
