@@ -27,9 +27,10 @@ Rows store the whole frame as sent (envelope included): a resend is the same byt
 path never re-encodes. Renumbering (rare) re-encodes the rows it touches.
 
 Blocking (stdlib sqlite3): the async client calls it in a worker thread, one call at a time.
-Several processes may share one outbox file (the runner and ``pixels-orchestrator report``): every
-write runs in a ``BEGIN IMMEDIATE`` transaction that reads the seq counters it changes, so two
-writers never hand out the same seq.
+Two processes may open one outbox file (``pixels-orchestrator outbox`` while a client runs, or a
+second ``report`` started while the first still delivers): every write runs in a ``BEGIN
+IMMEDIATE`` transaction that reads the seq counters it changes, so two writers never hand out the
+same seq. (The protocol still wants one live client per name; this only keeps the file sound.)
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ SCHEMA_VERSION = 1
 Durable = Status | PollReply | Escalation
 DURABLE_TYPES = (Status, PollReply, Escalation)
 
-#: How long a write waits for another process's transaction on the same outbox (the runner and a
-#: ``pixels-orchestrator report`` may share one): far above one FULL commit (milliseconds), short
-#: enough that a wedged writer surfaces as an error instead of a silent hang.
+#: How long a write waits for another process's transaction on the same outbox: far above one
+#: FULL commit (milliseconds), short enough that a wedged writer surfaces as an error instead of a
+#: silent hang.
 BUSY_TIMEOUT_MS = 5000
 
 _SCHEMA = (
