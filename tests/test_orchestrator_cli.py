@@ -113,6 +113,18 @@ def test_state_dir_locates_the_bus_and_the_outbox(
     assert (state_dir / f"outbox-{NAME}.db").exists()
 
 
+def test_default_state_dir_holds_the_outbox(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --state-dir or --outbox, the outbox is under the default state dir."""
+    monkeypatch.setenv("PIXELS_STATE_DIR", str(state_dir / "state"))
+    monkeypatch.delenv("PIXELS_BUS_ENDPOINT", raising=False)
+    argv = ["report", NAME, "--workstream", "WS-01", "--status", "blocked", "--wait", "0"]
+    assert main(argv) == EXIT_TEMPFAIL
+    assert "run/bus.sock" in capsys.readouterr().err
+    assert (state_dir / "state" / f"outbox-{NAME}.db").exists()
+
+
 def test_no_daemon_keeps_the_message_and_exits_75(
     endpoint: str, outbox: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
