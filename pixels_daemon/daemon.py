@@ -24,7 +24,7 @@ import structlog
 
 from pixels_daemon import __version__
 from pixels_daemon.core import ingest
-from pixels_daemon.core.state import CORE_VERSION, State, initial_state
+from pixels_daemon.core.state import CORE_VERSION, EscalationRecord, State, initial_state
 from pixels_daemon.core.views import (
     escalation_views,
     orchestrator_views,
@@ -41,6 +41,7 @@ from protocol.messages import (
     Ack,
     Error,
     ErrorCode,
+    Escalation,
     Heartbeat,
     Message,
     Register,
@@ -80,6 +81,8 @@ class Batch:
     errors: list[Outgoing] = field(default_factory=list)
     registers: dict[str, tuple[Route, str]] = field(default_factory=dict)  # name -> route, msg id
     acks: dict[str, tuple[Route, str]] = field(default_factory=dict)  # name -> route, last msg id
+    #: Escalations this batch raised: announced (journald) by the shell once the batch is committed.
+    escalations: list[EscalationRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -111,10 +114,7 @@ class Daemon:
         self.heartbeat_s = heartbeat_s
         self.snapshot_every = snapshot_every
         self.clock = clock
-        self.ownership = ingest.Ownership(
-            owner_of={ws.id: ws.orchestrator for ws in plan.workstreams.values()},
-            orchestrators=frozenset(plan.orchestrators),
-        )
+        self.ownership = _ownership(plan)
         self.state = self._fresh_state()
         self.last_seen: dict[str, float] = {}
         self.routes: dict[str, Route] = {}
@@ -158,6 +158,24 @@ class Daemon:
                 ingest.apply(self.state, self.ownership, message, row.at)
         self._last_snapshot = store.last_id
         return replayed
+
+    def replace_plan(self, plan: Plan, store: EventStore) -> int:
+        """Adopt a new, already validated plan (blocking): ownership rebuilt, state replayed.
+
+        The state becomes what a restart with the new plan would give: the log is replayed under
+        the new plan (its snapshots are keyed by plan fingerprint, so the old plan's are not used).
+        On failure the old plan and state stay. Returns the number of events replayed.
+        """
+        if plan.fingerprint == self.plan.fingerprint:
+            return 0
+        old = (self.plan, self.ownership, self.state, self._last_snapshot)
+        self.plan = plan
+        self.ownership = _ownership(plan)
+        try:
+            return self.replay(store)
+        except BaseException:
+            self.plan, self.ownership, self.state, self._last_snapshot = old
+            raise
 
     def snapshot_due(self, last_id: int) -> bool:
         return last_id - self._last_snapshot >= self.snapshot_every
@@ -238,6 +256,9 @@ class Daemon:
         batch.rows.append((now, "msg", name, message.seq, payload))
         if rejection is None:
             self.counters.applied += 1
+            if isinstance(message, Escalation):
+                # ingest.apply just added it, and dicts keep insertion order: it is the last one.
+                batch.escalations.append(next(reversed(self.state.escalations.values())))
         else:
             self.counters.rejected += 1
             self._error(route, rejection.code, rejection.message, message.id, message.seq)
@@ -353,6 +374,13 @@ class Daemon:
 
     def ctl_escalations(self, args: dict[str, object], now: float) -> object:
         return escalation_views(self.state, include_closed=bool(args.get("all", False)))
+
+
+def _ownership(plan: Plan) -> ingest.Ownership:
+    return ingest.Ownership(
+        owner_of={ws.id: ws.orchestrator for ws in plan.workstreams.values()},
+        orchestrators=frozenset(plan.orchestrators),
+    )
 
 
 def _bad_envelope(parts: int) -> FrameError:
