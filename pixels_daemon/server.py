@@ -3,6 +3,10 @@
 Start-up order: state-dir lock -> store -> replay -> bind -> serve (ready). Shutdown runs in
 reverse: stop receiving, finish and commit the batch in hand, send its acks, snapshot, close the
 sockets with a bounded linger, close the store, release the lock.
+
+Under systemd (sdnotify.py): STATUS= through start-up, READY=1 once the sockets are served, a
+one-line STATUS= summary when it changes, WATCHDOG=1 from the event loop, STOPPING=1 when stop
+begins. SIGHUP reloads the plan file (validated first; a bad file keeps the current plan).
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from pixels_daemon.core.views import escalation_views, orchestrator_views, phase_of
 from pixels_daemon.daemon import DEFAULT_HEARTBEAT_S, DEFAULT_SNAPSHOT_EVERY, Daemon, Outgoing
+from pixels_daemon.journal import log_escalation
 from pixels_daemon.paths import StatePaths, ipc_path
-from pixels_daemon.plan import Plan
+from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
+from pixels_daemon.sdnotify import Notifier
 from pixels_daemon.store import EventStore, StoreError, Synchronous
 from protocol.messages import SOCKET_MAX_MSGSIZE
 
@@ -46,6 +53,11 @@ RCVHWM = 10_000
 #: On close, wait at most this long for queued acks to leave. Bounded so shutdown cannot hang on a
 #: dead peer (the default, -1, waits forever); acks lost here are resent on reconnect anyway.
 LINGER_MS = 500
+
+#: How often the STATUS= summary is recomputed; it is sent only when it changed. "Connected"
+#: changes with time as well as with messages, hence a timer; 1 s is as fresh as `systemctl status`
+#: needs while costing nothing.
+STATUS_INTERVAL_S = 1.0
 
 
 class DaemonError(Exception):
@@ -165,7 +177,13 @@ def _split(frames: list[bytes]) -> tuple[tuple[bytes, ...], bytes] | None:
 class Server:
     """Runs one daemon: sockets and loops around a ``Daemon``."""
 
-    def __init__(self, config: Config, plan: Plan, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        plan: Plan,
+        clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
         self.plan = plan
         self.clock = clock
@@ -185,21 +203,48 @@ class Server:
         # committed state only, never a batch that might still roll back.
         self._core_lock = anyio.Lock()
         self._store: EventStore | None = None
+        #: sd_notify client; by default what systemd's environment asks for (a no-op outside it).
+        self.notifier = notifier if notifier is not None else Notifier.from_environ()
+        self._status_sent = ""
+        # Set by request_reload(); a burst of SIGHUPs coalesces into one reload.
+        self._reload_wanted = anyio.Event()
 
     def stop(self) -> None:
         """Ask the server to shut down gracefully (safe from a signal handler on the loop)."""
         self.stopping.set()
+
+    def request_reload(self) -> None:
+        """Ask for the plan file to be read again (SIGHUP); served once the sockets are."""
+        self._reload_wanted.set()
+
+    def status_line(self) -> str:
+        """The one-line summary sent as STATUS=: plan phase, connected orchestrators, open
+        escalations."""
+        daemon = self.daemon
+        now = self.clock()
+        views = orchestrator_views(
+            daemon.plan, daemon.state, daemon.last_seen, now, daemon.heartbeat_s
+        )
+        connected = sum(1 for v in views if v.connection == "connected")
+        open_escalations = len(escalation_views(daemon.state))
+        plural = "" if open_escalations == 1 else "s"
+        return (
+            f"{phase_of(daemon.plan, daemon.state)}; {connected}/{len(views)} orchestrators "
+            f"connected; {open_escalations} open escalation{plural}"
+        )
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run until ``stop()``; ``task_status.started()`` fires once the sockets answer."""
         with state_dir_lock(self.paths):
+            self.notifier.status("starting: opening the event log")
             store = await anyio.to_thread.run_sync(
                 EventStore.open, self.paths.db, self.config.synchronous
             )
             self._store = store
             try:
+                self.notifier.status("starting: replaying the event log")
                 started = time.monotonic()
                 replayed = await anyio.to_thread.run_sync(self.daemon.replay, store)
                 log.info(
@@ -229,10 +274,20 @@ class Server:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
+                tg.start_soon(self._reload_loop)
+                if self.notifier.watchdog_interval_s is not None:
+                    tg.start_soon(self._watchdog_loop, self.notifier.watchdog_interval_s)
+                if self.notifier.enabled:
+                    tg.start_soon(self._status_loop)
                 task_status.started()
                 self.ready.set()
+                # The store is open, the log replayed and both sockets bound: a request sent now
+                # is answered (queued by libzmq until the loops above run).
+                self._status_sent = self.status_line()
+                self.notifier.ready(self._status_sent)
                 await self.stopping.wait()
                 log.info("stopping")
+                self.notifier.stopping("stopping: committing and acking what was received")
                 tg.cancel_scope.cancel()
         finally:
             bound = [e for e, sock in ((self.bus_endpoint, bus), (self.ctl_endpoint, ctl)) if sock]
@@ -277,6 +332,10 @@ class Server:
                                     store.save_snapshot, daemon.snapshot_key, last_id, blob
                                 )
                         replies = daemon.replies(batch)
+                        # Committed: announce what it raised (never before: a failed commit is
+                        # resent and would announce twice).
+                        for record in batch.escalations:
+                            log_escalation(record)
                     except StoreError as exc:
                         log.critical("commit_failed", error=str(exc))
                         replies = await anyio.to_thread.run_sync(daemon.recover, store, batch)
@@ -311,17 +370,81 @@ class Server:
                     replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now)))
             self._send(raw, replies)
 
+    # --- systemd: watchdog, status, reload ----------------------------------------------------
+
+    async def _watchdog_loop(self, interval_s: float) -> None:
+        # On the event loop on purpose: if the loop hangs, the pings stop and systemd restarts us.
+        while True:
+            self.notifier.watchdog()
+            await anyio.sleep(interval_s)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await anyio.sleep(STATUS_INTERVAL_S)
+            async with self._core_lock:  # committed state only, as pixelsctl sees it
+                line = self.status_line()
+            if line != self._status_sent:
+                self.notifier.status(line)
+                self._status_sent = line
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted = anyio.Event()
+            await self.reload_plan()
+
+    async def reload_plan(self) -> bool:
+        """Read the plan file again; adopt it only if it is valid. True if the plan changed.
+
+        A file that does not load or validate is logged (one line naming file and fault) and the
+        current plan stays. The embedded plan has no file to re-read.
+        """
+        source = self.plan.source
+        if source == EMBEDDED_SOURCE:
+            log.info("reload_skipped", reason="the embedded plan has no file; use --plan FILE")
+            return False
+        self.notifier.reloading("reloading the plan")
+        try:
+            try:
+                plan = await anyio.to_thread.run_sync(load_plan, source)
+            except PlanError as exc:
+                log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - a bad file, not a bug: no traceback
+                return False
+            if plan.fingerprint == self.plan.fingerprint:
+                log.info("reload_unchanged", plan=plan.name, source=source)
+                return False
+            store = self._store
+            assert store is not None
+            async with self._core_lock:
+                try:
+                    replayed = await anyio.to_thread.run_sync(self.daemon.replace_plan, plan, store)
+                except StoreError as exc:
+                    log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - a bad file, not a bug: no traceback
+                    return False
+                self.plan = plan
+                self._status_sent = self.status_line()
+            log.info("plan_reloaded", plan=plan.name, source=source, replayed=replayed)
+            return True
+        finally:
+            self.notifier.ready(self._status_sent)
+
 
 async def run_server(server: Server) -> None:
-    """Serve until SIGTERM or SIGINT (handlers only set the stop event)."""
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the plan (handlers only set events)."""
     async with anyio.create_task_group() as tg:
 
         async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            # Kept listening until serve() returns: a second SIGTERM or a SIGHUP during shutdown
+            # must not fall back to the default action (terminate at once).
+            with anyio.open_signal_receiver(
+                signal.SIGTERM, signal.SIGINT, signal.SIGHUP
+            ) as signals:
                 async for signum in signals:
                     log.info("signal", signal=signal.Signals(signum).name)
-                    server.stop()
-                    return
+                    if signum == signal.SIGHUP:
+                        server.request_reload()
+                    else:
+                        server.stop()
 
         tg.start_soon(watch_signals)
         await server.serve()
