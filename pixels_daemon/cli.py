@@ -2,14 +2,17 @@
 
     pixelsd [run] [--state-dir DIR] [--runtime-dir DIR] [--plan FILE] [...]
     pixelsd check-plan [--plan FILE]
+    pixelsd init [--state-dir DIR] [--allow-missing-gpu] [--allow-other-arch] [--skip-checks]
 
 Exit status: 0 clean stop, 1 cannot start (state dir in use, unusable paths, unreadable log),
-2 bad usage or an invalid plan.
+2 bad usage or an invalid plan. ``init``: 0 ready, 1 a check failed or the dir cannot be made.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,15 +24,25 @@ from pixels_daemon.plan import Plan, PlanError, load_plan
 EXIT_CANNOT_START = 1
 EXIT_USAGE = 2
 
-_SUBCOMMANDS = ("run", "check-plan")
+_SUBCOMMANDS = ("run", "check-plan", "init")
+
+#: The spec's runtime layout, made by ``pixelsd init`` under the state dir.
+ORCHESTRATION_DIRS = ("logs", "status", "decisions", "reports")
+
+#: Where ``init`` finds the repro scripts: $PIXELS_REPRO_DIR, else the checkout's repro/.
+ENV_REPRO_DIR = "PIXELS_REPRO_DIR"
+
+#: A hardware or dependency check that has not finished after this long counts as failed
+#: (nvidia-smi on a wedged driver can hang; the scripts bound their own probes well below this).
+CHECK_TIMEOUT_S = 120.0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixelsd",
         description="The DGX-Pixels meta-orchestrator daemon.",
-        epilog="Commands: run (default), check-plan. Exit status: 0 ok, 1 cannot start, "
-        "2 bad usage or invalid plan.",
+        epilog="Commands: run (default), check-plan, init. Exit status: 0 ok, 1 cannot start "
+        "(init: a check failed), 2 bad usage or invalid plan.",
     )
     parser.add_argument("--version", action="version", version=f"pixelsd {__version__}")
     sub = parser.add_subparsers(dest="command")
@@ -37,6 +50,28 @@ def _parser() -> argparse.ArgumentParser:
     _run_options(run)
     check = sub.add_parser("check-plan", help="validate a plan file and summarise it")
     check.add_argument("--plan", metavar="FILE", help="plan file (default: the embedded plan)")
+    init = sub.add_parser(
+        "init",
+        help="prepare a state dir (.orchestration/{logs,status,decisions,reports}) and run the "
+        "hardware and dependency checks",
+    )
+    init.add_argument("--state-dir", metavar="DIR", help="the state dir to prepare (as for run)")
+    init.add_argument("--plan", metavar="FILE", help="plan file to validate (default: embedded)")
+    init.add_argument(
+        "--allow-missing-gpu", action="store_true", help="a box without an NVIDIA GPU passes"
+    )
+    init.add_argument(
+        "--allow-other-arch", action="store_true", help="a box that is not aarch64 passes"
+    )
+    init.add_argument(
+        "--skip-checks", action="store_true", help="only make the directories; run no check"
+    )
+    init.add_argument(
+        "--repro-dir",
+        metavar="DIR",
+        help=f"where verify_hardware.sh and check_dependencies.sh are "
+        f"(default: ${ENV_REPRO_DIR}, else the source tree's repro/)",
+    )
     return parser
 
 
@@ -74,7 +109,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help=f"snapshot the state every N events (default {DEFAULT_SNAPSHOT_EVERY})",
     )
     parser.add_argument(
-        "--log-format", choices=("console", "json"), default="console", help="log line format"
+        "--log-format",
+        choices=("auto", "console", "json", "journal"),
+        default="auto",
+        help="console lines, JSON lines, or native journald entries; auto (default): journal when "
+        "stderr is the journal (under systemd), else console",
     )
 
 
@@ -98,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = _load(args.plan)
     except PlanError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if args.command == "init":
+        return _init(args)
     if args.command == "check-plan":
         print(
             f"{plan.source}: ok: plan {plan.name!r}, {len(plan.orchestrators)} orchestrators, "
@@ -105,6 +146,74 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     return _run(args, plan)
+
+
+def _repro_dir(option: str | None) -> Path:
+    if option:
+        return Path(option)
+    env = os.environ.get(ENV_REPRO_DIR)
+    if env:
+        return Path(env)
+    # Not in the wheel: repro/ sits beside the packages in the source tree (editable installs).
+    return Path(__file__).resolve().parent.parent / "repro"
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Make STATE_DIR/.orchestration/{logs,status,decisions,reports}, then run the checks, each
+    writing its JSON to .orchestration/reports/ and its summary to stderr."""
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    base = state_dir / ".orchestration"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        for name in ORCHESTRATION_DIRS:
+            (base / name).mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        return _fail(f"cannot prepare {base}: {exc.strerror or exc}", EXIT_CANNOT_START)
+    print(f"pixelsd: prepared {base}/{{{','.join(ORCHESTRATION_DIRS)}}}", file=sys.stderr)
+    if args.skip_checks:
+        return 0
+    repro = _repro_dir(args.repro_dir)
+    hardware = ["--state-dir", str(state_dir)]
+    if args.allow_missing_gpu:
+        hardware.append("--allow-missing-gpu")
+    if args.allow_other_arch:
+        hardware.append("--allow-other-arch")
+    checks = [
+        ("verify_hardware.sh", hardware, "hardware.json"),
+        ("check_dependencies.sh", [], "dependencies.json"),
+    ]
+    failed = []
+    for script, extra, report in checks:
+        path = repro / script
+        if not path.is_file():
+            return _fail(
+                f"{path} not found; pass --repro-dir DIR (the source tree's repro/) "
+                "or --skip-checks",
+                EXIT_CANNOT_START,
+            )
+        # The venv's python, so the dependency check looks at the packages pixelsd runs with.
+        env = {**os.environ, "PYTHON": sys.executable}
+        try:
+            done = subprocess.run(
+                ["bash", str(path), *extra],
+                stdout=subprocess.PIPE,
+                env=env,
+                timeout=CHECK_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            failed.append(f"{script} (no result within {CHECK_TIMEOUT_S:.0f}s)")
+            continue
+        (base / "reports" / report).write_bytes(done.stdout)
+        if done.returncode != 0:
+            failed.append(f"{script} (exit {done.returncode})")
+    if failed:
+        return _fail(
+            f"checks failed: {', '.join(failed)}; reasons above and in {base / 'reports'}",
+            EXIT_CANNOT_START,
+        )
+    print(f"pixelsd: checks passed; reports in {base / 'reports'}", file=sys.stderr)
+    return 0
 
 
 def _run(args: argparse.Namespace, plan: Plan) -> int:
