@@ -223,7 +223,7 @@ def test_daemon_escalation_makes_one_journal_entry(
         env=env_with(PIXELS_JOURNAL_SOCKET=str(journal.address)),
         stderr=subprocess.PIPE,
     )
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         wait_ready(state_dir, proc)

@@ -219,8 +219,7 @@ async def test_status_line_follows_connections_and_escalations(
     notified_server: Server, listener: DatagramSocket
 ) -> None:
     """STATUS= changes once an orchestrator connects and raises an escalation."""
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(notified_server.bus_endpoint)
     try:
@@ -255,7 +254,7 @@ def test_watchdog_pings_at_half_of_watchdog_usec(
 ) -> None:
     """With WATCHDOG_USEC=400000, WATCHDOG=1 arrives about every 0.2 s."""
     wait_for(listener, "READY")
-    times = []
+    times: list[float] = []
     while len(times) < 6:
         seen = wait_for(listener, "WATCHDOG", timeout_s=5)
         assert seen[-1]["WATCHDOG"] == "1"
