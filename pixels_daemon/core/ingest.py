@@ -68,7 +68,7 @@ def apply(state: State, plan: Ownership, message: Durable, now: float) -> Reject
     return _apply_status(state, plan, message, now)
 
 
-def _check_workstreams(
+def check_workstreams(
     plan: Ownership, orchestrator: str | None, ids: list[str]
 ) -> Rejection | None:
     """Every id must be a plan workstream; with ``orchestrator``, one of its own."""
@@ -84,7 +84,7 @@ def _check_workstreams(
 
 
 def _apply_status(state: State, plan: Ownership, message: Status, now: float) -> Rejection | None:
-    rejection = _check_workstreams(plan, message.orchestrator, list(message.workstreams))
+    rejection = check_workstreams(plan, message.orchestrator, list(message.workstreams))
     if rejection is not None:
         return rejection
     orch = state.orchestrators[message.orchestrator]
@@ -115,7 +115,7 @@ def _apply_escalation(
     state: State, plan: Ownership, message: Escalation, now: float
 ) -> Rejection | None:
     # An escalation may name another domain's workstream (a broken dependency, a conflict).
-    rejection = _check_workstreams(plan, None, message.affected_workstreams)
+    rejection = check_workstreams(plan, None, message.affected_workstreams)
     if rejection is not None:
         return rejection
     state.escalation_counter += 1
