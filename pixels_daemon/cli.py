@@ -5,7 +5,8 @@
     pixelsd init [--state-dir DIR] [--allow-missing-gpu] [--allow-other-arch] [--skip-checks]
 
 Exit status: 0 clean stop, 1 cannot start (state dir in use, unusable paths, unreadable log),
-2 bad usage or an invalid plan. ``init``: 0 ready, 1 a check failed or the dir cannot be made.
+2 bad usage or an invalid plan. ``init``: 0 ready, 1 a check failed or the dir cannot be made,
+2 bad usage.
 """
 
 from __future__ import annotations
@@ -163,12 +164,15 @@ def _init(args: argparse.Namespace) -> int:
     writing its JSON to .orchestration/reports/ and its summary to stderr."""
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     base = state_dir / ".orchestration"
+    if state_dir.exists() and not state_dir.is_dir():
+        return _fail(f"{state_dir} is not a directory; give --state-dir a directory", EXIT_USAGE)
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         for name in ORCHESTRATION_DIRS:
             (base / name).mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
-        return _fail(f"cannot prepare {base}: {exc.strerror or exc}", EXIT_CANNOT_START)
+        where = exc.filename or base  # the path at fault, e.g. a state dir that is a file
+        return _fail(f"cannot prepare {where}: {exc.strerror or exc}", EXIT_CANNOT_START)
     print(f"pixelsd: prepared {base}/{{{','.join(ORCHESTRATION_DIRS)}}}", file=sys.stderr)
     if args.skip_checks:
         return 0

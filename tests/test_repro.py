@@ -236,3 +236,15 @@ def test_init_without_the_scripts_says_where_to_look(state_dir: Path, tmp_path: 
     assert done.returncode == 1
     assert "--repro-dir" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_init_on_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A --state-dir that is a file: exit 2 with one line saying so."""
+    path = tmp_path / "not-a-dir"
+    path.write_text("")
+    done = init(path, "--skip-checks")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"pixelsd: error: {path} is not a directory; give --state-dir a directory"
+    )
