@@ -408,7 +408,7 @@ class Server:
             try:
                 plan = await anyio.to_thread.run_sync(load_plan, source)
             except PlanError as exc:
-                log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - a bad file, not a bug: no traceback
+                log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - expected: one line, no traceback
                 return False
             if plan.fingerprint == self.plan.fingerprint:
                 log.info("reload_unchanged", plan=plan.name, source=source)
@@ -419,7 +419,7 @@ class Server:
                 try:
                     replayed = await anyio.to_thread.run_sync(self.daemon.replace_plan, plan, store)
                 except StoreError as exc:
-                    log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - a bad file, not a bug: no traceback
+                    log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - expected: one line, no traceback
                     return False
                 self.plan = plan
                 self._status_sent = self.status_line()
