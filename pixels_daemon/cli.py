@@ -155,8 +155,11 @@ def _repro_dir(option: str | None) -> Path:
     env = os.environ.get(ENV_REPRO_DIR)
     if env:
         return Path(env)
-    # Not in the wheel: repro/ sits beside the packages in the source tree (editable installs).
-    return Path(__file__).resolve().parent.parent / "repro"
+    here = Path(__file__).resolve().parent
+    packaged = here / "repro"  # a wheel install: pyproject force-includes repro/ here
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "repro"  # a source checkout (editable install)
 
 
 def _init(args: argparse.Namespace) -> int:
