@@ -38,10 +38,10 @@ def _log() -> structlog.typing.FilteringBoundLogger:
     return logger
 
 
-#: 15 s, Prometheus' usual scrape interval: each scrape sees a fresh sample, a 5-minute spike is
-#: ~20 points, and one sample (< 5 ms per GPU, measured) costs ~0.03 % of a core. NVML's own
-#: averaging windows (utilization, power) are 1/6 s to 1 s, so faster sampling mostly adds noise
-#: and driver-lock traffic; keep it >= 1 s.
+#: 15 s, Prometheus' usual scrape interval: each scrape sees a fresh sample and a 5-minute spike
+#: is ~20 points. A sample costs ~0.2 ms per GPU plus ~3 ms for the once-a-minute slow tier (H100,
+#: docs/telemetry.md): < 0.01 % of a core. NVML's own averaging windows (utilization, power) are
+#: 1/6 s to 1 s, so sampling faster mostly adds noise and driver-lock traffic; keep it >= 1 s.
 DEFAULT_INTERVAL_S = 15.0
 
 OnSample = Callable[[TelemetrySample, tuple[Crossing, ...]], None]
