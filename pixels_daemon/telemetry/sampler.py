@@ -17,9 +17,9 @@ Rules (everything that decides which NVML call is made, and when, lives here):
   flag and stops calling it for that sample; each later sample makes one call to see whether it
   came back. Any other error leaves that value empty for this sample, is listed in the sample's
   ``errors``, and the call stays in the rotation.
-- The slow calls, total energy (about 3 ms on an H100, measured: 1000x any other call) and
-  per-process GPU memory, are read at most once per ``slow_interval_s``; every sample carries
-  their latest reading and when it was taken (``slow_ts``).
+- The slow calls, total energy (about 3 ms on an H100, measured: hundreds of times any other
+  call) and per-process GPU memory, are read at most once per ``slow_interval_s``; every sample
+  carries their latest reading and when it was taken (``slow_ts``).
 - Memory is *unified* when the GPU's memory info answers NOT_SUPPORTED (GB10), or answers with a
   total within ``UNIFIED_TOLERANCE`` of host MemTotal on a GPU that does not say it has plain
   (non-ATS) addressing (some GB10 drivers). Unified memory is never reported as GPU memory: it
@@ -298,10 +298,6 @@ SLOW_METRICS: tuple[Metric, ...] = (
 )
 #: Every metric name a GPU reports as supported or unsupported.
 METRIC_NAMES: tuple[str, ...] = (*(m.name for m in METRICS + SLOW_METRICS), "xid")
-
-
-class _Unsupported(Exception):
-    """Every alternative of a metric refused; ``args[0]`` says why."""
 
 
 class _Lost(Exception):
