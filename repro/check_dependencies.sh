@@ -42,6 +42,7 @@ REQUIREMENTS = [
     "structlog>=24.1",
     "nvidia-ml-py>=13.580",
     "apscheduler>=3.11,<4",
+    "prometheus-client>=0.26",
 ]
 
 
