@@ -712,15 +712,27 @@ def test_halted_work_is_not_stalled() -> None:
 
 
 def test_stall_escalation_resolves_when_progress_resumes() -> None:
-    """The daemon resolves its own stall escalation once progress changes."""
+    """The daemon resolves its own stall escalation at the first tick after progress changes."""
     sim = Sim()
     sim.report("A1", "in_progress", 0.2)
     sim.later(DAY)
     sim.tick(alpha=sim.now)
-    effects = sim.report("A1", "in_progress", 0.4)
+    sim.report("A1", "in_progress", 0.4)
+    effects = sim.tick(alpha=sim.now)
     (esc,) = sim.escalations("ws_stalled")
     assert (esc.state, esc.note) == ("resolved", "condition cleared")
     assert Notify(escalation=esc.id, reason="resolved") in effects
+
+
+def test_progress_only_report_skips_the_whole_state_passes() -> None:
+    """A report that only moves progress changes no escalation until the next tick."""
+    sim = Sim()
+    sim.report("A1", "in_progress", 0.2)
+    sim.later(DAY)
+    sim.tick(alpha=sim.now)
+    assert sim.report("A1", "in_progress", 0.4) == []
+    (esc,) = sim.escalations("ws_stalled")
+    assert esc.state == "open"  # resolved by the next tick, not by the report itself
 
 
 def test_silent_orchestrator_is_stalled_with_when_it_was_last_seen() -> None:
@@ -1339,3 +1351,15 @@ def test_config_refuses_nonsense(kwargs: dict[str, float], message: str) -> None
     """Thresholds are validated when the config is built."""
     with pytest.raises(ValueError, match=message):
         EngineConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_state_survives_a_snapshot_unchanged_even_with_int_times() -> None:
+    """Ints given where the state holds floats are stored as floats: a decoded snapshot
+    re-encodes to the same bytes (found by the property test)."""
+    plan = mini()
+    state = new_state(plan)
+    step(state, plan, Tick(), 1_800_000_000)
+    step(state, plan, Received(message=Status(orchestrator="alpha", seq=1)), 1_800_000_060)
+    step(state, plan, Tick(last_seen={"alpha": 1_800_000_000}), 1_800_400_000)
+    blob = snapshot(state)
+    assert snapshot(msgspec.msgpack.decode(blob, type=State)) == blob

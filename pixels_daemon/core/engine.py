@@ -730,7 +730,9 @@ class _Run:
     def __init__(self, state: State, plan: Plan, now: float, config: EngineConfig) -> None:
         self.state = state
         self.plan = plan
-        self.now = now
+        # Everything stored is a float where the state says float: an int that slipped in would
+        # come back from a snapshot as a float, and the replayed state would encode differently.
+        self.now = float(now)
         self.config = config
         self.effects: list[Effect] = []
         self.resumed_orchs: set[str] = set()
@@ -744,6 +746,10 @@ class _Run:
         match event:
             case Received(message=message):
                 self._check_orchestrator(message.orchestrator)
+                if self._progress_only(message):
+                    # The common case, by far: skip the whole-state passes (see _progress_only).
+                    self._status(message)
+                    return self.effects
                 self._settle()
                 if isinstance(message, Escalation):
                     self._escalation(message)
@@ -771,6 +777,38 @@ class _Run:
         self._conditions(presence)
         self._inhibition()
         return self.effects
+
+    def _progress_only(self, message: Status | PollReply | Escalation) -> bool:
+        """A status that only moves work already in progress: no workstream or orchestrator
+        status change, no new or cleared blocker, no new decision, no changed metric, nothing
+        held, every workstream its sender's own. Such a report cannot change activation,
+        readiness, holds, gates, decisions or escalations, so the whole-state passes (settle,
+        conditions, inhibition) are skipped for it: they cost ~0.8 ms per message, and progress
+        reports are most of the traffic. Conditions that depend on time (stall, overrun, slip)
+        are re-evaluated at the next Tick (every minute) or slower event. Deterministic, so a
+        replay takes the same path and rebuilds the same state."""
+        if isinstance(message, Escalation):
+            return False
+        orch = self.state.orchestrators[message.orchestrator]
+        if orch.holds or message.status != orch.status:
+            return False
+        if list(message.blockers) != list(orch.blockers):
+            return False
+        if list(message.decisions_needed) != orch.decisions_needed:
+            return False
+        metrics = orch.performance_metrics
+        if any(metrics.get(k) != float(v) for k, v in message.performance_metrics.items()):
+            return False
+        for ws_id, report in message.workstreams.items():
+            w = self.plan.workstreams.get(ws_id)
+            if w is None or w.orchestrator != message.orchestrator:
+                return False
+            ws = self.state.workstreams[ws_id]
+            if ws.status != "in_progress" or report.status != "in_progress" or ws.holds:
+                return False
+            if report.blocker != ws.blocker:
+                return False
+        return True
 
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
@@ -999,7 +1037,7 @@ class _Run:
         gs.results[result.check] = CheckResult(
             exit_status=result.exit_status,
             output=result.output[-MAX_CHECK_OUTPUT:],
-            duration_s=result.duration_s,
+            duration_s=float(result.duration_s),
         )
         if names <= gs.results.keys():
             self._decide_gate(result.gate)
@@ -1221,7 +1259,9 @@ class _Run:
         orch.last_report = self.now
         orch.blockers = {text: orch.blockers.get(text, self.now) for text in message.blockers}
         orch.decisions_needed = list(message.decisions_needed)
-        orch.performance_metrics.update(message.performance_metrics)
+        orch.performance_metrics.update(
+            {k: float(v) for k, v in message.performance_metrics.items()}
+        )
         for ws_id, report in message.workstreams.items():
             ws = self.state.workstreams[ws_id]
             before_status, before_blocker = ws.status, _blocker_text(ws)
@@ -1232,9 +1272,9 @@ class _Run:
                 ws.started_at = self.now
             if report.progress != ws.progress or ws.status != before_status:
                 ws.progress_changed_at = self.now
-            ws.progress = report.progress
-            ws.eta = report.eta
-            ws.completion_time = report.completion_time
+            ws.progress = float(report.progress)
+            ws.eta = _float_or_none(report.eta)
+            ws.completion_time = _float_or_none(report.completion_time)
             ws.blocker = report.blocker
             if ws.status == "complete":
                 ws.blocker = None
@@ -1445,7 +1485,7 @@ class _Run:
                     raise BadRequest(
                         f"snooze until {_iso(until)} is not in the future (now {_iso(self.now)})"
                     )
-                esc.snoozed_until = until
+                esc.snoozed_until = float(until)
                 esc.updated_at = self.now
 
     # --- conditions the daemon raises itself ---------------------------------------------------
@@ -1532,8 +1572,8 @@ class _Run:
         if not elapsed > limit:
             return None
         details: dict[str, float | str] = {
-            "estimate_min_days": min_days,
-            "estimate_max_days": max_days,
+            "estimate_min_days": float(min_days),
+            "estimate_max_days": float(max_days),
             "elapsed_days": round(elapsed / DAY, 2),
             "threshold_days": round(limit / DAY, 2),
         }
@@ -1604,7 +1644,7 @@ class _Run:
                     subject=o.id,
                     issue=f"orchestrator {o.id} stalled: {seen}",
                     help_needed=f"check that {o.id} is running and can reach pixelsd",
-                    details={"last_seen": last if last is not None else 0.0},
+                    details={"last_seen": float(last) if last is not None else 0.0},
                 )
 
     # --- operator: halt and resume -------------------------------------------------------------
@@ -1908,6 +1948,10 @@ class _Run:
                     parent[nxt] = node
                     todo.append(nxt)
         return None
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _blocker_text(ws: WorkstreamState) -> str | None:
