@@ -58,6 +58,7 @@ Time is the ``now`` argument; nothing here reads a clock.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import functools
 import heapq
@@ -746,7 +747,7 @@ class _Run:
         match event:
             case Received(message=message):
                 self._check_orchestrator(message.orchestrator)
-                if self._progress_only(message):
+                if not isinstance(message, Escalation) and self._progress_only(message):
                     # The common case, by far: skip the whole-state passes (see _progress_only).
                     self._status(message)
                     return self.effects
@@ -778,7 +779,7 @@ class _Run:
         self._inhibition()
         return self.effects
 
-    def _progress_only(self, message: Status | PollReply | Escalation) -> bool:
+    def _progress_only(self, message: Status) -> bool:
         """A status that only moves work already in progress: no workstream or orchestrator
         status change, no new or cleared blocker, no new decision, no changed metric, nothing
         held, every workstream its sender's own. Such a report cannot change activation,
@@ -787,8 +788,6 @@ class _Run:
         reports are most of the traffic. Conditions that depend on time (stall, overrun, slip)
         are re-evaluated at the next Tick (every minute) or slower event. Deterministic, so a
         replay takes the same path and rebuilds the same state."""
-        if isinstance(message, Escalation):
-            return False
         orch = self.state.orchestrators[message.orchestrator]
         if orch.holds or message.status != orch.status:
             return False
@@ -1931,11 +1930,12 @@ class _Run:
             )
 
     def _path(self, start: str, goal: str) -> list[str] | None:
-        """A chain start -> ... -> goal along 'waits for' edges, or None."""
+        """The shortest chain start -> ... -> goal along 'waits for' edges, or None (breadth
+        first, so a refused change names the tightest cycle)."""
         parent: dict[str, str | None] = {start: None}
-        todo = [start]
+        todo = collections.deque([start])
         while todo:
-            node = todo.pop()
+            node = todo.popleft()
             if node == goal:
                 path = []
                 cur: str | None = node
