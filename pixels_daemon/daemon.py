@@ -23,25 +23,34 @@ import msgspec
 import structlog
 
 from pixels_daemon import __version__
-from pixels_daemon.core import ingest
-from pixels_daemon.core.state import CORE_VERSION, EscalationRecord, State, initial_state
+from pixels_daemon.core import engine, ingest
+from pixels_daemon.core.machine import EngineError
+from pixels_daemon.core.state import CORE_VERSION, State
 from pixels_daemon.core.views import (
+    decision_view,
+    decision_views,
+    escalation_view,
     escalation_views,
+    gate_view,
+    gate_views,
+    hold_view,
     orchestrator_views,
+    plan_change_views,
     status_view,
     workstream_views,
 )
 from pixels_daemon.plan import Plan
 from pixels_daemon.ratelimit import RateLimitedLog
 from pixels_daemon.store import EventStore, NewEvent
+from pixels_daemon.when import WhenError, parse_when
 from protocol import codec
 from protocol.codec import FrameError
 from protocol.messages import (
     DURABLE_TO_DAEMON,
     Ack,
+    Command,
     Error,
     ErrorCode,
-    Escalation,
     Heartbeat,
     Message,
     Register,
@@ -81,8 +90,9 @@ class Batch:
     errors: list[Outgoing] = field(default_factory=list)
     registers: dict[str, tuple[Route, str]] = field(default_factory=dict)  # name -> route, msg id
     acks: dict[str, tuple[Route, str]] = field(default_factory=dict)  # name -> route, last msg id
-    #: Escalations this batch raised: announced (journald) by the shell once the batch is committed.
-    escalations: list[EscalationRecord] = field(default_factory=list)
+    #: What the engine asked for while applying this batch: executed by the shell only once the
+    #: batch is committed (commands on the bus, gate checks, notifications, ADR files).
+    effects: list[engine.Effect] = field(default_factory=list)
 
 
 @dataclass
@@ -109,8 +119,10 @@ class Daemon:
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         clock: Callable[[], float],
+        config: engine.EngineConfig = engine.DEFAULT_CONFIG,
     ) -> None:
         self.plan = plan
+        self.config = config
         self.heartbeat_s = heartbeat_s
         self.snapshot_every = snapshot_every
         self.clock = clock
@@ -132,7 +144,7 @@ class Daemon:
         return f"core{CORE_VERSION}:{self.plan.fingerprint}"
 
     def _fresh_state(self) -> State:
-        return initial_state(list(self.plan.orchestrators), list(self.plan.workstreams))
+        return engine.new_state(self.plan)
 
     def replay(self, store: EventStore) -> int:
         """Rebuild the state from the newest usable snapshot and the log after it (blocking).
@@ -148,16 +160,27 @@ class Daemon:
         replayed = 0
         for row in store.events(after=start):
             replayed += 1
-            message = codec.to_daemon.decode(row.body)
-            if not isinstance(message, DURABLE_TO_DAEMON):
-                continue
-            if message.orchestrator not in self.ownership.orchestrators:
-                log.warning("replay_skips_unknown_orchestrator", orchestrator=message.orchestrator)
-                continue
-            if ingest.admit(self.state, message.orchestrator, message.seq) is ingest.Admission.NEXT:
-                ingest.apply(self.state, self.ownership, message, row.at)
+            self._replay_row(row.kind, row.body, row.at)
         self._last_snapshot = store.last_id
         return replayed
+
+    def _replay_row(self, kind: str, body: bytes, at: float) -> None:
+        """Re-apply one logged event; its effects were executed when it first happened."""
+        if kind == "event":
+            event = engine.decode_event(body)
+            try:
+                engine.step(self.state, self.plan, event, at, self.config)
+            except EngineError as exc:  # refused now (e.g. the plan changed): skip, as live would
+                log.warning("replay_skips_refused_event", event=type(event).__name__, why=str(exc))
+            return
+        message = codec.to_daemon.decode(body)
+        if not isinstance(message, DURABLE_TO_DAEMON):
+            return
+        if message.orchestrator not in self.ownership.orchestrators:
+            log.warning("replay_skips_unknown_orchestrator", orchestrator=message.orchestrator)
+            return
+        if ingest.admit(self.state, message.orchestrator, message.seq) is ingest.Admission.NEXT:
+            engine.step(self.state, self.plan, engine.Received(message=message), at, self.config)
 
     def replace_plan(self, plan: Plan, store: EventStore) -> int:
         """Adopt a new, already validated plan (blocking): ownership rebuilt, state replayed.
@@ -252,16 +275,34 @@ class Daemon:
                 message.id,
             )
             return
-        rejection = ingest.apply(self.state, self.ownership, message, now)
+        effects = engine.step(
+            self.state, self.plan, engine.Received(message=message), now, self.config
+        )
         batch.rows.append((now, "msg", name, message.seq, payload))
-        if rejection is None:
-            self.counters.applied += 1
-            if isinstance(message, Escalation):
-                # ingest.apply just added it, and dicts keep insertion order: it is the last one.
-                batch.escalations.append(next(reversed(self.state.escalations.values())))
-        else:
+        rejected = False
+        for effect in effects:
+            if isinstance(effect, engine.Reject):
+                rejected = True
+                self._error(route, effect.code, effect.message, message.id, message.seq)
+            else:
+                batch.effects.append(effect)
+        if rejected:
             self.counters.rejected += 1
-            self._error(route, rejection.code, rejection.message, message.id, message.seq)
+        else:
+            self.counters.applied += 1
+
+    def apply_event(self, event: engine.Event, now: float) -> list[engine.Effect]:
+        """Step the engine with a daemon-side event (a tick, a gate check's result, an operator's
+        request) into the current batch; raises EngineError (nothing changed) if it is refused.
+
+        Logged unless it is a tick that changed nothing (the engine's promise: a tick without
+        effects left the state as it was), so replay rebuilds exactly this state.
+        """
+        effects = engine.step(self.state, self.plan, event, now, self.config)
+        if effects or not isinstance(event, engine.Tick):
+            self._batch.rows.append((now, "event", None, None, engine.encode_event(event)))
+        self._batch.effects.extend(effects)
+        return effects
 
     def on_bad_envelope(self, route: Route, parts: int) -> None:
         """A multipart message that is neither [payload] nor [b"", payload] from the peer."""
@@ -286,7 +327,8 @@ class Daemon:
         return batch
 
     def replies(self, batch: Batch) -> list[Outgoing]:
-        """Replies a committed batch owes: errors, then welcomes, then one ack per orchestrator."""
+        """Replies a committed batch owes: errors, welcomes (each followed by the orchestrator's
+        standing orders), one ack per orchestrator, then the commands its effects send."""
         out = list(batch.errors)
         for name, (route, msg_id) in batch.registers.items():
             welcome = Welcome(
@@ -298,10 +340,37 @@ class Daemon:
                 re=msg_id,
             )
             out.append((route, self._encode(welcome)))
+            # Commands on the bus are not durable: a (re)registering orchestrator is told again
+            # what it should be doing now.
+            out.extend(self.commands(engine.standing_orders(self.state, self.plan, name)))
         for name, (route, msg_id) in batch.acks.items():
             ack = Ack(acked_seq=self.state.orchestrators[name].acked_seq, re=msg_id)
             out.append((route, self._encode(ack)))
+        out.extend(self.commands(batch.effects))
         return out
+
+    def commands(self, effects: list[engine.Effect]) -> list[Outgoing]:
+        """The ``command`` frames for the effects that address an orchestrator, to those that
+        are connected (one that is not gets its standing orders when it registers)."""
+        out = []
+        for effect in effects:
+            command = _command_of(effect)
+            if command is None:
+                continue
+            route = self.routes.get(effect.orchestrator)  # type: ignore[union-attr]
+            if route is not None:
+                out.append((route, self._encode(command)))
+        return out
+
+    def unavailable_reply(self) -> bytes:
+        """The control reply when the commit of what was asked failed (nothing was done)."""
+        return self._encode(
+            Error(
+                code="unavailable",
+                message="the daemon could not commit to its event log; nothing was changed, "
+                "try again later",
+            )
+        )
 
     def recover(self, store: EventStore, batch: Batch) -> list[Outgoing]:
         """After a failed commit: drop uncommitted changes and tell senders to retry later."""
@@ -330,6 +399,8 @@ class Daemon:
             result = self.handle_request(request, now)
         except CtlError as exc:
             return self._encode(Error(code=exc.code, message=exc.message, re=request.id or None))
+        except EngineError as exc:  # refused by the engine: nothing changed, nothing logged
+            return self._encode(Error(code=exc.code, message=str(exc), re=request.id or None))
         return self._encode(Reply(result=result, re=request.id or None))
 
     def handle_request(self, request: Request, now: float) -> object:
@@ -373,7 +444,117 @@ class Daemon:
         return orchestrator_views(self.plan, self.state, self.last_seen, now, self.heartbeat_s)
 
     def ctl_escalations(self, args: dict[str, object], now: float) -> object:
+        """Unresolved escalations (all: every one)."""
         return escalation_views(self.state, include_closed=bool(args.get("all", False)))
+
+    def ctl_gates(self, args: dict[str, object], now: float) -> object:
+        return gate_views(self.plan, self.state)
+
+    def ctl_decisions(self, args: dict[str, object], now: float) -> object:
+        return decision_views(self.state, include_closed=bool(args.get("all", False)))
+
+    def ctl_plan_changes(self, args: dict[str, object], now: float) -> object:
+        return plan_change_views(self.state)
+
+    # Requests that change something: an engine event, logged and committed before the reply.
+
+    def ctl_ack(self, args: dict[str, object], now: float) -> object:
+        esc = _arg(args, "id")
+        self.apply_event(engine.AckEscalation(escalation=esc, note=_opt(args, "note")), now)
+        return escalation_view(self.state.escalations[esc])
+
+    def ctl_resolve(self, args: dict[str, object], now: float) -> object:
+        esc = _arg(args, "id")
+        self.apply_event(engine.ResolveEscalation(escalation=esc, note=_opt(args, "note")), now)
+        return escalation_view(self.state.escalations[esc])
+
+    def ctl_snooze(self, args: dict[str, object], now: float) -> object:
+        esc = _arg(args, "id")
+        try:
+            until = parse_when(_arg(args, "until"), now)
+        except WhenError as exc:
+            raise CtlError("bad_args", str(exc)) from None
+        self.apply_event(engine.SnoozeEscalation(escalation=esc, until=until), now)
+        return escalation_view(self.state.escalations[esc])
+
+    def ctl_gate_check(self, args: dict[str, object], now: float) -> object:
+        gate = _arg(args, "id")
+        self.apply_event(engine.CheckGate(gate=gate), now)
+        return gate_view(self.plan, self.state, gate)
+
+    def ctl_halt(self, args: dict[str, object], now: float) -> object:
+        target = _arg(args, "target")
+        self.apply_event(engine.Halt(target=target, reason=_opt(args, "reason")), now)
+        return hold_view(self.state, target)
+
+    def ctl_resume(self, args: dict[str, object], now: float) -> object:
+        target = _arg(args, "target")
+        self.apply_event(engine.Resume(target=target, reason=_opt(args, "reason")), now)
+        return hold_view(self.state, target)
+
+    def ctl_decision_approve(self, args: dict[str, object], now: float) -> object:
+        dec = _arg(args, "id")
+        self.apply_event(engine.ApproveDecision(decision=dec, note=_opt(args, "note")), now)
+        return decision_view(self.state.decisions[dec])
+
+    def ctl_decision_reject(self, args: dict[str, object], now: float) -> object:
+        dec = _arg(args, "id")
+        self.apply_event(engine.RejectDecision(decision=dec, note=_opt(args, "note")), now)
+        return decision_view(self.state.decisions[dec])
+
+    def ctl_plan_add_dep(self, args: dict[str, object], now: float) -> object:
+        event = engine.AddDependency(
+            workstream=_arg(args, "workstream"),
+            depends_on=_arg(args, "depends_on"),
+            reason=_opt(args, "reason"),
+        )
+        return self._plan_change(event, now)
+
+    def ctl_plan_drop_dep(self, args: dict[str, object], now: float) -> object:
+        event = engine.DropDependency(
+            workstream=_arg(args, "workstream"),
+            depends_on=_arg(args, "depends_on"),
+            reason=_opt(args, "reason"),
+        )
+        return self._plan_change(event, now)
+
+    def ctl_plan_estimate(self, args: dict[str, object], now: float) -> object:
+        event = engine.ChangeEstimate(
+            workstream=_arg(args, "workstream"),
+            min_days=_int_arg(args, "min_days"),
+            max_days=_int_arg(args, "max_days"),
+            reason=_opt(args, "reason"),
+        )
+        return self._plan_change(event, now)
+
+    def ctl_plan_defer(self, args: dict[str, object], now: float) -> object:
+        event = engine.Defer(workstream=_arg(args, "workstream"), reason=_opt(args, "reason"))
+        return self._plan_change(event, now)
+
+    def _plan_change(self, event: engine.Event, now: float) -> object:
+        self.apply_event(event, now)
+        return plan_change_views(self.state)[-1]
+
+
+def _arg(args: dict[str, object], name: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not value:
+        raise CtlError("bad_args", f"argument {name!r} is required (a non-empty string)")
+    return value
+
+
+def _opt(args: dict[str, object], name: str) -> str:
+    value = args.get(name, "")
+    if not isinstance(value, str):
+        raise CtlError("bad_args", f"argument {name!r} must be a string")
+    return value
+
+
+def _int_arg(args: dict[str, object], name: str) -> int:
+    value = args.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CtlError("bad_args", f"argument {name!r} is required (a whole number of days)")
+    return value
 
 
 def _ownership(plan: Plan) -> ingest.Ownership:
@@ -381,6 +562,26 @@ def _ownership(plan: Plan) -> ingest.Ownership:
         owner_of={ws.id: ws.orchestrator for ws in plan.workstreams.values()},
         orchestrators=frozenset(plan.orchestrators),
     )
+
+
+def _command_of(effect: engine.Effect) -> Command | None:
+    """The bus command an engine effect sends to its orchestrator, if any."""
+    match effect:
+        case engine.StartWorkstream(workstream=ws):
+            return Command(action="start_workstream", workstream=ws)
+        case engine.HaltWorkstream(workstream=ws, reason=reason):
+            return Command(action="halt", workstream=ws, reason=reason)
+        case engine.HaltOrchestrator(reason=reason):
+            return Command(action="halt", reason=reason)
+        case engine.ResumeWorkstream(workstream=ws, reason=reason):
+            return Command(action="resume", workstream=ws, reason=reason)
+        case engine.ResumeOrchestrator(reason=reason):
+            return Command(action="resume", reason=reason)
+        case engine.StopWorkstream(workstream=ws, reason=reason):
+            return Command(action="stop", workstream=ws, reason=reason)
+    # StartOrchestrator: a connected orchestrator is already running; starting a process is the
+    # spawner's job (a later issue). Everything else is not for the bus.
+    return None
 
 
 def _bad_envelope(parts: int) -> FrameError:
@@ -396,4 +597,19 @@ _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] =
     "workstreams": Daemon.ctl_workstreams,
     "orchestrators": Daemon.ctl_orchestrators,
     "escalations": Daemon.ctl_escalations,
+    "gates": Daemon.ctl_gates,
+    "decisions": Daemon.ctl_decisions,
+    "plan_changes": Daemon.ctl_plan_changes,
+    "ack": Daemon.ctl_ack,
+    "resolve": Daemon.ctl_resolve,
+    "snooze": Daemon.ctl_snooze,
+    "gate_check": Daemon.ctl_gate_check,
+    "halt": Daemon.ctl_halt,
+    "resume": Daemon.ctl_resume,
+    "decision_approve": Daemon.ctl_decision_approve,
+    "decision_reject": Daemon.ctl_decision_reject,
+    "plan_add_dep": Daemon.ctl_plan_add_dep,
+    "plan_drop_dep": Daemon.ctl_plan_drop_dep,
+    "plan_estimate": Daemon.ctl_plan_estimate,
+    "plan_defer": Daemon.ctl_plan_defer,
 }

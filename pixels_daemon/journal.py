@@ -272,12 +272,13 @@ def escalation_fields(record: EscalationRecord) -> dict[str, Any]:
     }
 
 
-def log_escalation(record: EscalationRecord, logger: Any = None) -> None:
+def log_escalation(record: EscalationRecord, logger: Any = None, reason: str = "raised") -> None:
     """Announce an escalation: one ``escalation`` event, at the level its severity implies.
 
-    Call it once per escalation, after the escalation is committed (replay must not call it: a
-    restart would announce every escalation again).
+    Call it once per notification the engine asks for (``reason``: raised, escalated, renotify,
+    snooze_ended, released, resolved), after the batch that caused it is committed (replay must
+    not call it: a restart would announce every escalation again).
     """
     target = logger if logger is not None else structlog.get_logger("pixelsd")
     method = getattr(target, _SEVERITY_METHOD.get(record.severity, "warning"))
-    method("escalation", **escalation_fields(record))
+    method("escalation", reason=reason, **escalation_fields(record))

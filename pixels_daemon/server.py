@@ -29,8 +29,17 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from pixels_daemon.core import engine
+from pixels_daemon.core.machine import EngineError
 from pixels_daemon.core.views import escalation_views, orchestrator_views, phase_of
-from pixels_daemon.daemon import DEFAULT_HEARTBEAT_S, DEFAULT_SNAPSHOT_EVERY, Daemon, Outgoing
+from pixels_daemon.daemon import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_SNAPSHOT_EVERY,
+    Batch,
+    Daemon,
+    Outgoing,
+)
+from pixels_daemon.gaterunner import run_check
 from pixels_daemon.journal import log_escalation
 from pixels_daemon.paths import StatePaths, ipc_path
 from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
@@ -60,6 +69,9 @@ LINGER_MS = 500
 STATUS_INTERVAL_S = 1.0
 
 
+DEFAULT_TICK_S = 60.0
+
+
 class DaemonError(Exception):
     """Raised when the daemon cannot start: another daemon holds the state dir, a path is unusable,
     the event log cannot be opened. The message is for the operator."""
@@ -74,6 +86,10 @@ class Config:
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     bus_endpoint: str | None = None  # default: ipc under the runtime dir
     ctl_endpoint: str | None = None
+    engine: engine.EngineConfig = engine.DEFAULT_CONFIG
+    #: Seconds between ticks of the time-based rules. Their thresholds are hours (24 h stall,
+    #: 24/48 h blocker ageing), so a minute's resolution is plenty and costs nothing idle.
+    tick_s: float = DEFAULT_TICK_S
 
     @property
     def paths(self) -> StatePaths:
@@ -195,6 +211,7 @@ class Server:
             heartbeat_s=config.heartbeat_s,
             snapshot_every=config.snapshot_every,
             clock=clock,
+            config=config.engine,
         )
         self.stopping = anyio.Event()
         #: Set once both sockets are bound and served (what READY=1 will announce).
@@ -203,6 +220,8 @@ class Server:
         # committed state only, never a batch that might still roll back.
         self._core_lock = anyio.Lock()
         self._store: EventStore | None = None
+        self._bus_raw: zmq.Socket[bytes] | None = None  # sends commands from any task
+        self._tg: anyio.abc.TaskGroup | None = None  # owns gate check runs
         #: sd_notify client; by default what systemd's environment asks for (a no-op outside it).
         self.notifier = notifier if notifier is not None else Notifier.from_environ()
         self._status_sent = ""
@@ -271,9 +290,13 @@ class Server:
             bus = _router(ctx, self.bus_endpoint)
             ctl = _router(ctx, self.ctl_endpoint)
             log.info("listening", bus=self.bus_endpoint, ctl=self.ctl_endpoint, plan=self.plan.name)
+            self._bus_raw = zmq.Socket.shadow(bus.underlying)
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
+                tg.start_soon(self._tick_loop)
+                tg.start_soon(self._resume_gate_checks)
                 tg.start_soon(self._reload_loop)
                 if self.notifier.watchdog_interval_s is not None:
                     tg.start_soon(self._watchdog_loop, self.notifier.watchdog_interval_s)
@@ -304,8 +327,6 @@ class Server:
     async def _bus_loop(self, bus: zmq.asyncio.Socket) -> None:
         raw: zmq.Socket[bytes] = zmq.Socket.shadow(bus.underlying)
         daemon = self.daemon
-        store = self._store
-        assert store is not None
         while True:
             await bus.poll()  # POLLIN by default
             # Shielded: once frames are taken off the socket, they are committed and acked even if
@@ -322,24 +343,118 @@ class Server:
                             daemon.on_bad_envelope((frames[0],), len(frames))
                             continue
                         daemon.on_bus_frame(parts[0], parts[1], now)
-                    batch = daemon.take_batch()
-                    try:
-                        if batch.rows:
-                            last_id = await anyio.to_thread.run_sync(store.append, batch.rows)
-                            if daemon.snapshot_due(last_id):
-                                blob = daemon.snapshot(last_id)
-                                await anyio.to_thread.run_sync(
-                                    store.save_snapshot, daemon.snapshot_key, last_id, blob
-                                )
-                        replies = daemon.replies(batch)
-                        # Committed: announce what it raised (never before: a failed commit is
-                        # resent and would announce twice).
-                        for record in batch.escalations:
-                            log_escalation(record)
-                    except StoreError as exc:
-                        log.critical("commit_failed", error=str(exc))
-                        replies = await anyio.to_thread.run_sync(daemon.recover, store, batch)
+                    replies, effects, _ = await self._commit(daemon.take_batch())
                 self._send(raw, replies)
+                await self._execute(effects)
+
+    async def _commit(self, batch: Batch) -> tuple[list[Outgoing], list[engine.Effect], bool]:
+        """Commit a batch (hold the core lock); return the bus frames it owes, the effects to
+        execute now that it is on disk, and whether it committed. A failed commit rebuilds the
+        state from the log: its senders are told ``unavailable`` and nothing of it is executed."""
+        daemon = self.daemon
+        store = self._store
+        assert store is not None
+        try:
+            if batch.rows:
+                last_id = await anyio.to_thread.run_sync(store.append, batch.rows)
+                if daemon.snapshot_due(last_id):
+                    blob = daemon.snapshot(last_id)
+                    await anyio.to_thread.run_sync(
+                        store.save_snapshot, daemon.snapshot_key, last_id, blob
+                    )
+        except StoreError as exc:
+            log.critical("commit_failed", error=str(exc))
+            return await anyio.to_thread.run_sync(daemon.recover, store, batch), [], False
+        return daemon.replies(batch), batch.effects, True
+
+    async def apply_event(self, event: engine.Event) -> bool:
+        """Apply a daemon-side event (a tick, a gate check's result): step, commit, then send and
+        execute what it asks for. Returns False if the engine refused it (logged)."""
+        with anyio.CancelScope(shield=True):  # a half-applied event would not match the log
+            async with self._core_lock:
+                try:
+                    self.daemon.apply_event(event, self.clock())
+                except EngineError as exc:
+                    self.daemon.take_batch()
+                    log.warning("event_refused", event=type(event).__name__, why=str(exc))
+                    return False
+                replies, effects, _ = await self._commit(self.daemon.take_batch())
+            self._send_bus(replies)
+            await self._execute(effects)
+        return True
+
+    def _send_bus(self, replies: list[Outgoing]) -> None:
+        if self._bus_raw is not None:
+            self._send(self._bus_raw, replies)
+
+    async def _execute(self, effects: list[engine.Effect]) -> None:
+        """Carry out a committed batch's effects that are not frames on the bus."""
+        for effect in effects:
+            match effect:
+                case engine.RunGateCheck():
+                    assert self._tg is not None
+                    self._tg.start_soon(self._run_gate_check, effect)
+                case engine.Notify(escalation=esc_id, reason=reason):
+                    record = self.daemon.state.escalations.get(esc_id)
+                    if record is not None:
+                        log_escalation(record, reason=reason)
+                case engine.WriteAdr():
+                    await anyio.to_thread.run_sync(self._write_adr, effect)
+                case engine.GateDecided(gate=gate, passed=passed, failures=failures):
+                    log.info("gate_decided", gate=gate, passed=passed, failures=failures)
+                case engine.StartOrchestrator(orchestrator=name, reason=reason):
+                    log.info("orchestrator_activated", orchestrator=name, reason=reason)
+                case engine.DecisionOpened(decision=dec):
+                    log.info("decision_opened", decision=dec)
+                case engine.Inhibition(escalation=esc_id, by=by):
+                    log.info(
+                        "escalation_inhibited" if by else "escalation_released",
+                        escalation=esc_id,
+                        gates=by,
+                    )
+
+    async def _run_gate_check(self, effect: engine.RunGateCheck) -> None:
+        """Run one gate check command off the loop, then feed its result back to the engine."""
+        result = await run_check(effect.check, effect.command, self._plan_dir(), effect.timeout_s)
+        await self.apply_event(
+            engine.GateCheckResult(
+                gate=effect.gate,
+                run=effect.run,
+                check=effect.check,
+                exit_status=result.exit_code,
+                output=result.output,
+                duration_s=result.duration_s,
+            )
+        )
+
+    def _plan_dir(self) -> Path:
+        """Checks run from the plan file's directory; the embedded plan's run in the state dir."""
+        source = Path(self.daemon.plan.source)
+        return source.parent if source.is_file() else self.paths.state_dir
+
+    def _write_adr(self, effect: engine.WriteAdr) -> None:
+        """Write STATE_DIR/decisions/FILE atomically (a reader never sees half an ADR)."""
+        folder = self.paths.state_dir / "decisions"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{effect.filename}.tmp"
+        tmp.write_text(effect.text)
+        os.replace(tmp, folder / effect.filename)
+        log.info("adr_written", decision=effect.decision, file=str(folder / effect.filename))
+
+    async def _tick_loop(self) -> None:
+        """Time passing, for the rules that depend on it (stalls, overruns, blocker ageing,
+        re-notification). The first tick runs at once: on a fresh log it activates the plan's
+        first orchestrators; after a restart it catches up with the time the daemon was down."""
+        while True:
+            await self.apply_event(engine.Tick(last_seen=dict(self.daemon.last_seen)))
+            await anyio.sleep(self.config.tick_s)
+
+    async def _resume_gate_checks(self) -> None:
+        """Checks that were running when the daemon stopped never reported: run them again."""
+        for gate_id, gate in self.daemon.state.gates.items():
+            if gate.state == "checking":
+                log.info("gate_check_restarted", gate=gate_id)
+                await self.apply_event(engine.CheckGate(gate=gate_id))
 
     def _send(self, raw: zmq.Socket[bytes], replies: list[Outgoing]) -> None:
         for route, frame in replies:
@@ -359,16 +474,24 @@ class Server:
         while True:
             await ctl.poll()  # POLLIN by default
             drained = _drain(raw, 64)
-            replies: list[Outgoing] = []
-            async with self._core_lock:
-                now = self.clock()
-                for frames in drained:
-                    parts = _split(frames)
-                    if parts is None:
-                        replies.append(((frames[0],), self.daemon.bad_envelope_reply(len(frames))))
-                        continue
-                    replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now)))
-            self._send(raw, replies)
+            with anyio.CancelScope(shield=True):  # requests that change something commit whole
+                replies: list[Outgoing] = []
+                async with self._core_lock:
+                    now = self.clock()
+                    for frames in drained:
+                        parts = _split(frames)
+                        if parts is None:
+                            bad = self.daemon.bad_envelope_reply(len(frames))
+                            replies.append(((frames[0],), bad))
+                            continue
+                        replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now)))
+                    # Changes (ack, halt, gate check, ...) are on disk before anyone is answered.
+                    bus_replies, effects, committed = await self._commit(self.daemon.take_batch())
+                    if not committed:  # nothing they asked for happened: say so, not "ok"
+                        replies = [(route, self.daemon.unavailable_reply()) for route, _ in replies]
+                self._send(raw, replies)
+                self._send_bus(bus_replies)
+                await self._execute(effects)
 
     # --- systemd: watchdog, status, reload ----------------------------------------------------
 

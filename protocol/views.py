@@ -47,6 +47,7 @@ class WorkstreamView(Struct, kw_only=True):
     estimate_days: list[int]
     depends_on: list[str]
     priority: str
+    holds: list[str] = []  # why it is halted ("gate:<id>", "operator"); empty when not halted
 
 
 class BlockerView(Struct, kw_only=True):
@@ -59,7 +60,14 @@ class BlockerView(Struct, kw_only=True):
 
 
 class EscalationView(Struct, kw_only=True):
-    """An escalation received from an orchestrator (lifecycle fields arrive with the engine)."""
+    """An escalation, from an orchestrator or raised by the daemon itself (orchestrator "pixelsd").
+
+    state: open | acknowledged | resolved. kind: the escalation type for orchestrators' ones, the
+    rule for the daemon's (ws_stalled, orchestrator_stalled, overrun, blocker_aged, schedule_slip,
+    gate_failed, ...). count: how often it was raised while unresolved (repeats update it, they do
+    not make another). inhibited_by: failed gates that halted all its work (kept, not notified).
+    Times are unix seconds or null.
+    """
 
     id: str
     orchestrator: str
@@ -70,6 +78,92 @@ class EscalationView(Struct, kw_only=True):
     help_needed: str
     raised_at: float
     state: str
+    kind: str = ""
+    subject: str = ""
+    count: int = 1
+    updated_at: float | None = None
+    acknowledged_at: float | None = None
+    resolved_at: float | None = None
+    snoozed_until: float | None = None
+    inhibited_by: list[str] = []
+    note: str = ""
+    options: list[str] = []
+    details: dict[str, float | str] = {}
+
+
+class CheckResultView(Struct, kw_only=True):
+    """One gate check command's outcome; exit_status null: timed out or could not run."""
+
+    exit_status: int | None
+    output: str
+    duration_s: float
+
+
+class GateView(Struct, kw_only=True):
+    """A gate. state: pending | checking | passed | failed. run: evaluation number.
+
+    failures: what failed in the last decided run, one line each. results: per check name.
+    metrics: the observed value per metric criterion.
+    """
+
+    id: str
+    name: str
+    week: int | None
+    state: str
+    run: int
+    workstreams: list[str]
+    criteria: list[str]
+    checks: list[str]
+    failures: list[str]
+    results: dict[str, CheckResultView]
+    metrics: dict[str, float]
+    started_at: float | None
+    decided_at: float | None
+    passed_at: float | None
+
+
+class DecisionView(Struct, kw_only=True):
+    """A decision record and its ADR. kind: decision_needed | conflict.
+
+    state: pending | approved | rejected | recorded. adr: the ADR number once written, else 0;
+    adr_file: its path relative to the state dir ("" until written).
+    """
+
+    id: str
+    kind: str
+    source: str
+    title: str
+    context: str
+    options: list[str]
+    workstreams: list[str]
+    parties: list[str]
+    consequences: str
+    created_at: float
+    state: str
+    decision: str
+    decided_at: float | None
+    adr: int
+    adr_file: str = ""
+
+
+class HoldView(Struct, kw_only=True):
+    """The result of halt / resume: the target and what holds it now (empty: running)."""
+
+    target: str
+    kind: str  # "orchestrator" | "workstream"
+    holds: list[str]
+
+
+class PlanChangeView(Struct, kw_only=True):
+    """A runtime plan change. kind: add_dep | drop_dep | estimate | defer."""
+
+    n: int
+    at: float
+    kind: str
+    workstream: str
+    detail: str
+    source: str
+    reason: str
 
 
 class StatusView(Struct, kw_only=True):

@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from pixels_daemon.core import engine
 from pixels_daemon.daemon import Daemon
 from pixels_daemon.plan import default_plan
 from pixels_daemon.store import EventStore
@@ -29,8 +30,15 @@ ROUTE = (b"peer-1",)
 NOW = 1_800_000_000.0
 
 
-def make() -> Daemon:
-    return Daemon(default_plan(), clock=lambda: NOW)
+def make(store: EventStore | None = None) -> Daemon:
+    """A daemon after its first tick, as serve() starts it: the first orchestrators activated
+    (the tick's row goes to ``store`` when one is given, as serve() commits it)."""
+    d = Daemon(default_plan(), clock=lambda: NOW)
+    d.apply_event(engine.Tick(), NOW)
+    rows = d.take_batch().rows
+    if store is not None:
+        store.append(rows)
+    return d
 
 
 def status(seq: int, progress: float = 0.5, orch: str = "foundation", ws: str = "WS-01") -> bytes:
@@ -98,7 +106,7 @@ def test_gap_is_refused_with_seq_gap_and_current_ack() -> None:
     assert "resend from 1" in out[0].message
     assert isinstance(out[1], Ack)
     assert out[1].acked_seq == 0
-    assert d.state.workstreams["WS-01"].status == "not_started"
+    assert d.state.workstreams["WS-01"].progress == 0.0  # nothing applied
 
 
 def test_status_for_another_orchestrators_workstream_is_rejected_and_consumed() -> None:
@@ -196,13 +204,13 @@ def test_escalation_is_recorded() -> None:
 def test_replay_rebuilds_the_same_state(state_dir: Path) -> None:
     """Replaying the committed rows gives a state equal to the live one."""
     store = EventStore.open(state_dir / "pixels.db")
-    live = make()
+    live = make(store)
     for seq in range(1, 50):
         live.on_bus_frame(ROUTE, status(seq, seq / 100), NOW + seq)
         if seq % 7 == 0:
             store.append(live.take_batch().rows)
     store.append(live.take_batch().rows)
-    rebuilt = make()
+    rebuilt = Daemon(default_plan(), clock=lambda: NOW)
     rebuilt.replay(store)
     assert msgspec.msgpack.encode(rebuilt.state) == msgspec.msgpack.encode(live.state)
 
@@ -210,13 +218,13 @@ def test_replay_rebuilds_the_same_state(state_dir: Path) -> None:
 def test_replay_from_snapshot_equals_full_replay(state_dir: Path) -> None:
     """A snapshot plus the tail of the log rebuilds the same state as the whole log."""
     store = EventStore.open(state_dir / "pixels.db")
-    live = make()
+    live = make(store)
     for seq in range(1, 21):
         live.on_bus_frame(ROUTE, status(seq, seq / 100), NOW + seq)
         last = store.append(live.take_batch().rows)
         if seq == 10:
             store.save_snapshot(live.snapshot_key, last, live.snapshot(last))
-    from_snapshot = make()
+    from_snapshot = Daemon(default_plan(), clock=lambda: NOW)
     assert from_snapshot.replay(store) == 10  # only the events after the snapshot
     assert msgspec.msgpack.encode(from_snapshot.state) == msgspec.msgpack.encode(live.state)
 

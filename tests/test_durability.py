@@ -69,7 +69,7 @@ def test_ten_thousand_statuses_survive_three_sigkills(state_dir: Path) -> None:
         assert (count, distinct, low, high) == (n, n, 1, n)  # every message once, none twice
         progress = [
             msgspec.convert(codec.to_daemon.decode(body), Status).workstreams["WS-01"].progress
-            for (body,) in conn.execute("SELECT body FROM events ORDER BY id")
+            for (body,) in conn.execute("SELECT body FROM events WHERE kind = 'msg' ORDER BY id")
         ]
         assert progress == [i / n for i in range(1, n + 1)]  # applied in order
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -93,11 +93,11 @@ def test_ten_thousand_statuses_survive_three_sigkills(state_dir: Path) -> None:
 
 def test_client_killed_with_unacked_outbox_delivers_after_restart(state_dir: Path) -> None:
     """A client SIGKILLed holding unacked messages delivers them, once, when it runs again."""
-    outbox = state_dir / "outbox-model.db"
+    outbox = state_dir / "outbox-foundation.db"
     base = [
         str(BIN / "pixels-orchestrator"),
         "report",
-        "model",
+        "foundation",
         "--state-dir",
         str(state_dir),
         "--outbox",
@@ -108,7 +108,7 @@ def test_client_killed_with_unacked_outbox_delivers_after_restart(state_dir: Pat
         [
             *base,
             "--workstream",
-            "WS-04",
+            "WS-01",
             "--status",
             "in_progress",
             "--progress",
@@ -131,11 +131,11 @@ def test_client_killed_with_unacked_outbox_delivers_after_restart(state_dir: Pat
             [
                 *base,
                 "--workstream",
-                "WS-05",
+                "WS-01",
                 "--status",
                 "in_progress",
                 "--progress",
-                "0.1",
+                "0.6",
                 "--wait",
                 "30",
             ],
@@ -146,14 +146,16 @@ def test_client_killed_with_unacked_outbox_delivers_after_restart(state_dir: Pat
         )
         assert again.returncode == 0, again.stderr
         conn = sqlite3.connect(state_dir / "pixels.db")
-        rows = conn.execute("SELECT seq, body FROM events ORDER BY id").fetchall()
+        rows = conn.execute(
+            "SELECT seq, body FROM events WHERE kind = 'msg' ORDER BY id"
+        ).fetchall()
         conn.close()
         assert [seq for seq, _ in rows] == [1, 2]  # both delivered, each once, in order
         reported = [
-            next(iter(msgspec.convert(codec.to_daemon.decode(b), Status).workstreams))
+            msgspec.convert(codec.to_daemon.decode(b), Status).workstreams["WS-01"].progress
             for _, b in rows
         ]
-        assert reported == ["WS-04", "WS-05"]
+        assert reported == [0.4, 0.6]
     finally:
         daemon.close()
 
@@ -161,7 +163,7 @@ def test_client_killed_with_unacked_outbox_delivers_after_restart(state_dir: Pat
 def pending(outbox: Path) -> str:
     """What ``pixels-orchestrator outbox`` says about the outbox file."""
     return subprocess.run(
-        [str(BIN / "pixels-orchestrator"), "outbox", "model", "--outbox", str(outbox)],
+        [str(BIN / "pixels-orchestrator"), "outbox", "foundation", "--outbox", str(outbox)],
         capture_output=True,
         text=True,
         check=False,

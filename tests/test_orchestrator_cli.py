@@ -251,7 +251,7 @@ def test_report_to_a_real_pixelsd(state_dir: Path) -> None:
     """Against pixelsd itself: the report is acked and pixelsctl sees the workstream's progress."""
     daemon = DaemonProcess(state_dir).start()
     try:
-        argv = ["report", NAME, "--workstream", "WS-02", "--status", "in_progress"]
+        argv = ["report", NAME, "--workstream", "WS-01", "--status", "in_progress"]
         argv += ["--progress", "0.4", "--state-dir", str(state_dir)]
         run = subprocess.run(
             [str(BIN / "pixels-orchestrator"), *argv],
@@ -262,7 +262,7 @@ def test_report_to_a_real_pixelsd(state_dir: Path) -> None:
         )
         assert run.returncode == EXIT_OK, run.stderr
         assert run.stdout == "foundation: acked up to seq 1, nothing pending\n"
-        [ws] = [w for w in ctl(state_dir, "workstreams") if w["id"] == "WS-02"]
+        [ws] = [w for w in ctl(state_dir, "workstreams") if w["id"] == "WS-01"]
         assert (ws["status"], ws["progress"]) == ("in_progress", 0.4)
     finally:
         daemon.close()

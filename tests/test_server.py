@@ -132,7 +132,7 @@ async def test_req_socket_peer_is_answered_in_its_shape(server: Server) -> None:
 async def test_status_is_acked_and_visible(server: Server) -> None:
     """register -> welcome, status -> ack(1), and the status view shows the progress."""
     (w,) = await roundtrip(
-        server.bus_endpoint, codec.encode(Register(id="r", orchestrator="model"))
+        server.bus_endpoint, codec.encode(Register(id="r", orchestrator="foundation"))
     )
     welcome = codec.to_orchestrator.decode(w)
     assert isinstance(welcome, Welcome)
@@ -140,8 +140,8 @@ async def test_status_is_acked_and_visible(server: Server) -> None:
     status = Status(
         id="s1",
         seq=1,
-        orchestrator="model",
-        workstreams={"WS-04": WorkstreamReport(status="in_progress", progress=0.3)},
+        orchestrator="foundation",
+        workstreams={"WS-01": WorkstreamReport(status="in_progress", progress=0.3)},
     )
     (a,) = await roundtrip(server.bus_endpoint, codec.encode(status))
     ack = codec.to_orchestrator.decode(a)
@@ -149,8 +149,8 @@ async def test_status_is_acked_and_visible(server: Server) -> None:
     assert ack.acked_seq == 1
     workstreams = await ask(server, "workstreams")
     assert isinstance(workstreams, list)
-    ws04 = next(w for w in workstreams if w["id"] == "WS-04")
-    assert ws04["progress"] == 0.3
+    ws01 = next(w for w in workstreams if w["id"] == "WS-01")
+    assert ws01["progress"] == 0.3
 
 
 async def test_second_daemon_on_same_state_dir_fails_loudly(

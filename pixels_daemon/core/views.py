@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pixels_daemon.core.state import State
+from pixels_daemon.core.engine import adr_filename, effective_deps, estimate_days
+from pixels_daemon.core.state import DecisionRecord, EscalationRecord, State
 from pixels_daemon.plan import Plan
 from protocol.views import (
     BlockerView,
+    CheckResultView,
+    DecisionView,
     EscalationView,
+    GateView,
+    HoldView,
     OrchestratorView,
+    PlanChangeView,
     StatusView,
     WorkstreamView,
 )
@@ -44,9 +50,10 @@ def workstream_views(plan: Plan, state: State) -> list[WorkstreamView]:
                 completion_time=st.completion_time,
                 blocker=st.blocker,
                 updated_at=st.updated_at,
-                estimate_days=[ws.min_days, ws.max_days],
-                depends_on=list(ws.depends_on),
+                estimate_days=list(estimate_days(state, plan, ws.id)),
+                depends_on=list(effective_deps(state, plan, ws.id)),
                 priority=ws.priority,
+                holds=list(st.holds),
             )
         )
     return views
@@ -99,21 +106,117 @@ def blocker_views(plan: Plan, state: State) -> list[BlockerView]:
     return views
 
 
+def escalation_view(esc: EscalationRecord) -> EscalationView:
+    return EscalationView(
+        id=esc.id,
+        orchestrator=esc.orchestrator,
+        type=esc.type,
+        severity=esc.severity,
+        issue=esc.issue,
+        affected_workstreams=list(esc.affected_workstreams),
+        help_needed=esc.help_needed,
+        raised_at=esc.raised_at,
+        state=esc.state,
+        kind=esc.kind,
+        subject=esc.subject,
+        count=esc.count,
+        updated_at=esc.updated_at,
+        acknowledged_at=esc.acknowledged_at,
+        resolved_at=esc.resolved_at,
+        snoozed_until=esc.snoozed_until,
+        inhibited_by=list(esc.inhibited_by),
+        note=esc.note,
+        options=list(esc.options),
+        details=dict(esc.details),
+    )
+
+
 def escalation_views(state: State, include_closed: bool = False) -> list[EscalationView]:
     return [
-        EscalationView(
-            id=esc.id,
-            orchestrator=esc.orchestrator,
-            type=esc.type,
-            severity=esc.severity,
-            issue=esc.issue,
-            affected_workstreams=list(esc.affected_workstreams),
-            help_needed=esc.help_needed,
-            raised_at=esc.raised_at,
-            state=esc.state,
-        )
+        escalation_view(esc)
         for esc in state.escalations.values()
         if include_closed or esc.state != "resolved"
+    ]
+
+
+def gate_view(plan: Plan, state: State, gate_id: str) -> GateView:
+    gate = plan.gates[gate_id]
+    st = state.gates[gate_id]
+    return GateView(
+        id=gate.id,
+        name=gate.name,
+        week=gate.week,
+        state=st.state,
+        run=st.run,
+        workstreams=list(gate.workstreams),
+        criteria=list(gate.criteria),
+        checks=[check.name for check in gate.checks],
+        failures=list(st.failures),
+        results={
+            name: CheckResultView(
+                exit_status=r.exit_status, output=r.output, duration_s=r.duration_s
+            )
+            for name, r in st.results.items()
+        },
+        metrics=dict(st.metrics),
+        started_at=st.started_at,
+        decided_at=st.decided_at,
+        passed_at=st.passed_at,
+    )
+
+
+def gate_views(plan: Plan, state: State) -> list[GateView]:
+    return [gate_view(plan, state, gate_id) for gate_id in plan.gates]
+
+
+def decision_view(dec: DecisionRecord) -> DecisionView:
+    return DecisionView(
+        id=dec.id,
+        kind=dec.kind,
+        source=dec.source,
+        title=dec.title,
+        context=dec.context,
+        options=list(dec.options),
+        workstreams=list(dec.workstreams),
+        parties=list(dec.parties),
+        consequences=dec.consequences,
+        created_at=dec.created_at,
+        state=dec.state,
+        decision=dec.decision,
+        decided_at=dec.decided_at,
+        adr=dec.adr,
+        adr_file=f"decisions/{adr_filename(dec.adr, dec.title)}" if dec.adr else "",
+    )
+
+
+def decision_views(state: State, include_closed: bool = False) -> list[DecisionView]:
+    return [
+        decision_view(dec)
+        for dec in state.decisions.values()
+        if include_closed or dec.state == "pending"
+    ]
+
+
+def hold_view(state: State, target: str) -> HoldView:
+    if target in state.orchestrators:
+        return HoldView(
+            target=target, kind="orchestrator", holds=list(state.orchestrators[target].holds)
+        )
+    return HoldView(target=target, kind="workstream", holds=list(state.workstreams[target].holds))
+
+
+def plan_change_views(state: State) -> list[PlanChangeView]:
+    return [
+        PlanChangeView(
+            n=c.n,
+            at=c.at,
+            kind=c.kind,
+            workstream=c.workstream,
+            detail=c.detail,
+            source=c.source,
+            reason=c.reason,
+        )
+        for c in state.plan_changes
     ]
 
 
