@@ -14,6 +14,7 @@ dropped, nothing is acked, and senders resend).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from collections.abc import Callable
@@ -141,7 +142,10 @@ class Daemon:
 
     @property
     def snapshot_key(self) -> str:
-        return f"core{CORE_VERSION}:{self.plan.fingerprint}"
+        """Snapshots are only reused by the same core, plan and engine thresholds: each of them
+        shapes what replaying the log produces (a changed stall_s, say, changes the state)."""
+        config = hashlib.sha256(msgspec.json.encode(self.config)).hexdigest()[:16]
+        return f"core{CORE_VERSION}:{self.plan.fingerprint}:{config}"
 
     def _fresh_state(self) -> State:
         return engine.new_state(self.plan)

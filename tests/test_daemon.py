@@ -269,3 +269,12 @@ def test_ctl_unknown_command_is_an_error() -> None:
     assert isinstance(reply, Error)
     assert reply.code == "unknown_command"
     assert "status" in reply.message
+
+
+def test_snapshot_key_changes_with_engine_thresholds() -> None:
+    """A snapshot taken under other engine thresholds is not reused (replay would differ)."""
+    plan = default_plan()
+    default = Daemon(plan, clock=lambda: NOW)
+    stricter = Daemon(plan, clock=lambda: NOW, config=engine.EngineConfig(stall_s=3600.0))
+    assert default.snapshot_key != stricter.snapshot_key
+    assert default.snapshot_key == Daemon(plan, clock=lambda: NOW).snapshot_key
