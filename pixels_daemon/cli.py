@@ -110,12 +110,36 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help=f"snapshot the state every N events (default {DEFAULT_SNAPSHOT_EVERY})",
     )
     parser.add_argument(
+        "--adr-mode",
+        choices=("approve", "auto"),
+        default="approve",
+        help="decisions: keep ADRs pending until `pixelsctl decision approve|reject` (default), "
+        "or write them at once",
+    )
+    parser.add_argument(
+        "--tick",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often the time-based rules (stall, overrun, blocker ageing) run (default 60)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "console", "json", "journal"),
         default="auto",
         help="console lines, JSON lines, or native journald entries; auto (default): journal when "
         "stderr is the journal (under systemd), else console",
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _fail(message: str, status: int) -> int:
@@ -227,6 +251,7 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
     # Imported here: check-plan and --help stay fast and need no sockets.
     import anyio
 
+    from pixels_daemon.core.engine import EngineConfig
     from pixels_daemon.logconfig import configure_logging
     from pixels_daemon.server import Config, DaemonError, Server, run_server
     from pixels_daemon.store import StoreError
@@ -238,6 +263,8 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
         synchronous=args.synchronous,
         heartbeat_s=args.heartbeat,
         snapshot_every=args.snapshot_every,
+        engine=EngineConfig(adr_mode=args.adr_mode),
+        tick_s=args.tick,
     )
     startup_errors = (DaemonError, StoreError, PathError)
     try:
