@@ -16,6 +16,11 @@ text; ``result_type`` is what the reply's result is converted to (and what ``--j
 ``render(result, now)`` is the human formatter. Every command also takes the common options
 (``--json``, ``--state-dir``, ``--endpoint``, ``--timeout``), before or after its name.
 
+A name of two words ("gate check", "plan add-dep") makes a command group: ``pixelsctl gate check
+ID``, parsed by a sub-subparser, with the common options accepted before, between and after the
+words. The request's ``command`` is the name with spaces and dashes turned into underscores
+("gate_check", "plan_add_dep").
+
 Start-up time is a feature (benchmarked by bench/ctl_latency.py against ``import zmq, msgspec``):
 module-level imports are limited to what zmq/msgspec already load plus protocol.messages,
 protocol.views and pixels_daemon.paths (not protocol.codec: it builds every direction's decoder at
@@ -39,7 +44,16 @@ import zmq
 from pixels_daemon import ctl_format as fmt
 from pixels_daemon.paths import PathError, ctl_endpoint, ipc_path
 from protocol.messages import PROTOCOL_VERSION, CtlResponse, Error, Reply, Request
-from protocol.views import EscalationView, OrchestratorView, StatusView, WorkstreamView
+from protocol.views import (
+    DecisionView,
+    EscalationView,
+    GateView,
+    HoldView,
+    OrchestratorView,
+    PlanChangeView,
+    StatusView,
+    WorkstreamView,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -102,9 +116,12 @@ class Arg:
 
 
 class CtlCommand(Generic[R]):
-    """One pixelsctl command: its request builder, result type and human formatter."""
+    """One pixelsctl command: its request builder, result type and human formatter.
 
-    __slots__ = ("arguments", "build", "name", "render", "result_type")
+    ``name`` is what the user types (one or two words); ``request`` the wire command it sends.
+    """
+
+    __slots__ = ("arguments", "build", "name", "render", "request", "result_type")
 
     def __init__(
         self,
@@ -115,6 +132,7 @@ class CtlCommand(Generic[R]):
         arguments: tuple[Arg, ...],
     ) -> None:
         self.name = name
+        self.request = name.replace(" ", "_").replace("-", "_")
         self.result_type = result_type
         self.render = render
         self.build = build
@@ -148,6 +166,14 @@ class CtlCommand(Generic[R]):
 #: Every command, by name, in the order they are listed in --help.
 COMMANDS: dict[str, CtlCommand[Any]] = {}
 
+#: The help line of each command group (the first word of two-word command names).
+GROUPS: dict[str, str] = {
+    "gate": "Act on a gate: check ID",
+    "decision": "Decide a pending decision: approve ID | reject ID",
+    "plan": "Change the plan at runtime, or list the changes: add-dep | drop-dep | estimate | "
+    "defer | changes",
+}
+
 
 def command(
     name: str, result_type: Any, render: Callable[[R, float], str], *arguments: Arg
@@ -159,6 +185,57 @@ def command(
         return build
 
     return register
+
+
+# --- argument types (argparse's ``type=``: imported lazily, only argparse calls them) ----------
+
+#: Unix seconds below this (2001-09-09) are taken for a duration missing its unit ("4" for "4h"):
+#: as a time they are long past, which the daemon would refuse anyway.
+_MIN_UNIX_S = 1_000_000_000
+
+
+def _when(text: str) -> str:
+    """snooze's WHEN, passed on unchanged (the daemon reads it with its own clock and time zone),
+    or a usage error when it has none of the shapes the daemon reads."""
+    import argparse
+    import re
+    from datetime import datetime
+
+    value = text.strip()
+    if re.fullmatch(r"(?:\d+(?:\.\d+)?[smhdw])+", value, re.IGNORECASE):
+        return text  # a duration: 90m, 4h, 2d, 1h30m
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds) and seconds >= _MIN_UNIX_S:
+            return text
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: a bare number is unix seconds (e.g. 1798000000); "
+            f"for a duration give its unit ({value}h, {value}m)"
+        )
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"cannot read {text!r} as a time: give a duration (90m, 4h, 2d, 1h30m), an ISO "
+            "date-time (2026-12-01T09:00) or unix seconds"
+        ) from None
+    return text
+
+
+def _days(text: str) -> int:
+    """An estimate's MIN or MAX: a whole number of days, at least 1 (the daemon's rule too)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days (1 or more)")
+    return value
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -193,8 +270,189 @@ def orchestrators(opts: Options) -> Args:
     Arg("--all", action="store_true", help="include resolved escalations"),
 )
 def escalations(opts: Options) -> Args:
-    """List the escalations raised by orchestrators that are not resolved yet (--all: every one)."""
+    """List the escalations not resolved yet, the orchestrators' and the daemon's own.
+
+    Open and acknowledged ones (snoozed ones too), oldest first; --all adds the resolved ones.
+    INHIBITED BY names the failed gates that halted all of an escalation's work: it is kept but
+    not notified until they pass.
+    """
     return {"all": opts["all"]}
+
+
+def _id_arg(what: str, example: str) -> Arg:
+    return Arg("id", metavar="ID", help=f"the {what}'s id, e.g. {example}")
+
+
+def _text_option(flag: str, what: str) -> Arg:
+    return Arg(flag, metavar="TEXT", default="", help=what)
+
+
+_NOTE = _text_option("--note", "a note kept with it (shown in its detail and --json)")
+_REASON = _text_option("--reason", "why (kept in the event log and shown with it)")
+
+
+@command("ack", EscalationView, fmt.render_escalation, _id_arg("escalation", "E-3"), _NOTE)
+def ack(opts: Options) -> Args:
+    """Acknowledge an escalation: someone is on it. It stays listed until resolved."""
+    return {"id": opts["id"], "note": opts["note"]}
+
+
+@command("resolve", EscalationView, fmt.render_escalation, _id_arg("escalation", "E-3"), _NOTE)
+def resolve(opts: Options) -> Args:
+    """Resolve an escalation: it is dealt with. A repeat of the same problem opens a new one."""
+    return {"id": opts["id"], "note": opts["note"]}
+
+
+@command(
+    "snooze",
+    EscalationView,
+    fmt.render_escalation,
+    _id_arg("escalation", "E-3"),
+    Arg(
+        "--until",
+        metavar="WHEN",
+        required=True,
+        type=_when,
+        help="a duration from now (90m, 4h, 2d, 1h30m), an ISO date-time (2026-12-01T09:00, "
+        "the daemon's local time) or unix seconds",
+    ),
+)
+def snooze(opts: Options) -> Args:
+    """Snooze an escalation: no notifications about it until WHEN (it stays listed).
+
+    The daemon reads WHEN with its own clock and time zone.
+    """
+    return {"id": opts["id"], "until": opts["until"]}
+
+
+@command("gates", list[GateView], fmt.render_gates)
+def gates(opts: Options) -> Args:
+    """List the gates: state, evaluation run, when decided, what failed."""
+    return {}
+
+
+@command("gate check", GateView, fmt.render_gate, _id_arg("gate", "gate-1"))
+def gate_check(opts: Options) -> Args:
+    """Evaluate a gate now: its workstreams must be complete; its checks run on the daemon.
+
+    The answer comes at once, usually in state "checking"; `pixelsctl gates` shows the verdict
+    when the checks are done. A pass activates what waits for the gate and lifts the holds a
+    failed run put on it; a failure halts every dependent.
+    """
+    return {"id": opts["id"]}
+
+
+_TARGET = Arg(
+    "target", metavar="ORCH|WS", help="an orchestrator's name (e.g. model) or a workstream id"
+)
+
+
+@command("halt", HoldView, fmt.render_halt, _TARGET, _REASON)
+def halt(opts: Options) -> Args:
+    """Halt an orchestrator (all its work) or one workstream, until `pixelsctl resume`.
+
+    A halted orchestrator is sent a halt command; the hold shows in `workstreams` and `status`.
+    """
+    return {"target": opts["target"], "reason": opts["reason"]}
+
+
+@command("resume", HoldView, fmt.render_resume, _TARGET, _REASON)
+def resume(opts: Options) -> Args:
+    """Lift the operator's halt of an orchestrator or workstream.
+
+    Holds of failed gates stay until the gate passes (`pixelsctl gate check ID`).
+    """
+    return {"target": opts["target"], "reason": opts["reason"]}
+
+
+@command(
+    "decisions",
+    list[DecisionView],
+    fmt.render_decisions,
+    Arg("--all", action="store_true", help="include decided and recorded ones"),
+)
+def decisions(opts: Options) -> Args:
+    """List the decisions waiting for an operator (--all: every decision record)."""
+    return {"all": opts["all"]}
+
+
+@command("decision approve", DecisionView, fmt.render_decision, _id_arg("decision", "D-2"), _NOTE)
+def decision_approve(opts: Options) -> Args:
+    """Approve a pending decision; its ADR is written under the state dir's decisions/.
+
+    --note is the decision's text in the ADR (default "Approved.").
+    """
+    return {"id": opts["id"], "note": opts["note"]}
+
+
+@command("decision reject", DecisionView, fmt.render_decision, _id_arg("decision", "D-2"), _NOTE)
+def decision_reject(opts: Options) -> Args:
+    """Reject a pending decision; its ADR records the rejection.
+
+    --note is the decision's text in the ADR (default "Rejected.").
+    """
+    return {"id": opts["id"], "note": opts["note"]}
+
+
+_WS = Arg("workstream", metavar="WS", help="the workstream's id, e.g. WS-05")
+_DEP = Arg("depends_on", metavar="DEP", help="the id of the workstream it waits for")
+
+
+@command("plan add-dep", PlanChangeView, fmt.render_plan_change, _WS, _DEP, _REASON)
+def plan_add_dep(opts: Options) -> Args:
+    """Make WS wait for DEP. Refused, with the cycle named, if DEP already waits for WS."""
+    return {
+        "workstream": opts["workstream"],
+        "depends_on": opts["depends_on"],
+        "reason": opts["reason"],
+    }
+
+
+@command("plan drop-dep", PlanChangeView, fmt.render_plan_change, _WS, _DEP, _REASON)
+def plan_drop_dep(opts: Options) -> Args:
+    """Let WS stop waiting for DEP."""
+    return {
+        "workstream": opts["workstream"],
+        "depends_on": opts["depends_on"],
+        "reason": opts["reason"],
+    }
+
+
+@command(
+    "plan estimate",
+    PlanChangeView,
+    fmt.render_plan_change,
+    _WS,
+    Arg("min_days", metavar="MIN", type=_days, help="whole days, at least 1"),
+    Arg("max_days", metavar="MAX", type=_days, help="whole days, at least MIN"),
+    _REASON,
+)
+def plan_estimate(opts: Options) -> Args:
+    """Re-scope: set WS's estimate to MIN..MAX days (overrun and schedule slip use MAX)."""
+    low, high = opts["min_days"], opts["max_days"]
+    if low > high:
+        raise CtlError(
+            f"plan estimate: MIN ({low}) is more than MAX ({high}); give MIN MAX whole days",
+            EXIT_USAGE,
+        )
+    return {
+        "workstream": opts["workstream"],
+        "min_days": low,
+        "max_days": high,
+        "reason": opts["reason"],
+    }
+
+
+@command("plan defer", PlanChangeView, fmt.render_plan_change, _WS, _REASON)
+def plan_defer(opts: Options) -> Args:
+    """Defer WS out of this plan: it stops (if started) and nothing may wait for it."""
+    return {"workstream": opts["workstream"], "reason": opts["reason"]}
+
+
+@command("plan changes", list[PlanChangeView], fmt.render_plan_changes)
+def plan_changes(opts: Options) -> Args:
+    """List the runtime plan changes, the operators' and the orchestrators', in order."""
+    return {}
 
 
 @command("ping", dict[str, Any], fmt.render_ping)
@@ -264,25 +522,48 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser for every registered command."""
+    """The argparse parser for every registered command (two-word ones under their group)."""
     import argparse  # lazily, as above
 
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="pixelsctl",
-        description="Ask a running pixelsd about the plan, its orchestrators and workstreams.",
+        description="Ask a running pixelsd about the plan, its orchestrators and workstreams, "
+        "and act on its escalations, gates, holds, decisions and plan.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
     _add_common(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for cmd in COMMANDS.values():
-        cp = sub.add_parser(
-            cmd.name,
-            help=cmd.summary,
-            description=cmd.description,
-            epilog=EPILOG,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        group, _, leaf = cmd.name.rpartition(" ")
+        if not group:
+            cp = sub.add_parser(
+                cmd.name,
+                help=cmd.summary,
+                description=cmd.description,
+                epilog=EPILOG,
+                formatter_class=raw,
+            )
+        else:
+            if group not in groups:
+                gp = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
+                _add_common(gp, suppress=True)
+                leaves = [n.split(" ")[1] for n in COMMANDS if n.startswith(f"{group} ")]
+                # dest "command" as well: the leaf's default (its full name) overwrites it. The
+                # metavar names the choices in the "required" error (3.11 would say "command").
+                groups[group] = gp.add_subparsers(
+                    dest="command", metavar=f"{{{','.join(leaves)}}}", required=True
+                )
+            cp = groups[group].add_parser(
+                leaf,
+                help=cmd.summary,
+                description=cmd.description,
+                epilog=EPILOG,
+                formatter_class=raw,
+            )
+            cp.set_defaults(command=cmd.name)
         for arg in cmd.arguments:
             cp.add_argument(*arg.flags, **arg.kwargs)
         _add_common(cp, suppress=True)
@@ -308,10 +589,11 @@ def _fast_parse(argv: list[str]) -> Options | None:
 
     Importing argparse and building the parser costs ~6 ms of a ~70 ms run, and pixelsctl's
     start-up is benchmarked. This handles only common options (``--opt VALUE`` or ``--opt=VALUE``)
-    and one command that takes no arguments of its own, in any order, and gives up (None) on
-    anything else: help, abbreviations, values that start with "-", invalid values, commands with
-    arguments. argparse then parses that command line and reports its errors as usual. Tests
-    check that wherever this returns Options, argparse returns the same.
+    and one command of one word that takes no arguments of its own, in any order, and gives up
+    (None) on anything else: help, abbreviations, values that start with "-", invalid values,
+    commands with arguments, two-word commands. argparse then parses that command line and
+    reports its errors as usual. Tests check that wherever this returns Options, argparse returns
+    the same.
     """
     opts = dict(_DEFAULTS)
     command: str | None = None
@@ -336,7 +618,7 @@ def _fast_parse(argv: list[str]) -> Options | None:
         if token.startswith("-") or command is not None:
             return None
         cmd = COMMANDS.get(token)
-        if cmd is None or cmd.arguments:
+        if cmd is None or cmd.arguments or " " in token:
             return None
         command = token
     if command is None:
@@ -458,11 +740,12 @@ def _decode(frame: bytes) -> Reply | Error:
 def run(opts: Options) -> int:
     """Run one parsed command line: ask the daemon, print the result. Raises CtlError."""
     cmd = COMMANDS[opts["command"]]
+    args = cmd.build(opts)  # may raise a usage error of its own (plan estimate's MIN > MAX)
     try:
         endpoint = ctl_endpoint(opts["state_dir"], opts["endpoint"])
     except PathError as exc:
         raise CtlError(str(exc), EXIT_USAGE) from None
-    result = cmd.convert(call(endpoint, cmd.name, cmd.build(opts), opts["timeout"]))
+    result = cmd.convert(call(endpoint, cmd.request, args, opts["timeout"]))
     if opts["json"]:
         out = sys.stdout.buffer
         out.write(msgspec.json.encode(result))

@@ -15,14 +15,22 @@ from typing import Any
 
 from protocol.views import (
     BlockerView,
+    CheckResultView,
+    DecisionView,
     EscalationView,
+    GateView,
+    HoldView,
     OrchestratorView,
+    PlanChangeView,
     StatusView,
     WorkstreamView,
 )
 
 #: What an empty cell or a missing time shows.
 DASH = "-"
+#: Lines of a gate check's output shown by `gate check`: a script's summary and last error fit;
+#: --json carries all the daemon kept.
+OUTPUT_TAIL_LINES = 10
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60))
 
@@ -73,6 +81,28 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def joined(items: Sequence[str], sep: str = ", ") -> str:
+    """Items joined by ``sep``, or a dash when there are none."""
+    return sep.join(items) or DASH
+
+
+def fields(pairs: Sequence[tuple[str, str]]) -> str:
+    """ "label: value" lines, values aligned; pairs with an empty value are left out."""
+    shown = [(label, value) for label, value in pairs if value]
+    width = max((len(label) for label, _ in shown), default=0) + 2
+    return "\n".join(f"{label + ':':<{width}}{value}".rstrip() for label, value in shown)
+
+
+def bullets(items: Sequence[str], indent: str = "  ", mark: str = "- ") -> str:
+    """One indented line per item (multi-line items keep their lines, indented alike)."""
+    lines = []
+    for item in items:
+        first, *rest = item.splitlines() or [""]
+        lines.append(f"{indent}{mark}{first}")
+        lines.extend(f"{indent}{' ' * len(mark)}{line}" for line in rest)
+    return "\n".join(lines)
+
+
 def orchestrators_table(items: Sequence[OrchestratorView], now: float) -> str:
     """One line per orchestrator: connection, last seen, reported status, acked seq, workstreams."""
     rows = [
@@ -92,14 +122,15 @@ def orchestrators_table(items: Sequence[OrchestratorView], now: float) -> str:
 
 
 def workstreams_table(items: Sequence[WorkstreamView], now: float) -> str:
-    """One line per workstream: owner, milestone, status, progress, eta, last update."""
+    """One line per workstream: owner, milestone, status (with its holds), progress, eta, last
+    update."""
     rows = [
         [
             w.id,
             w.name,
             w.orchestrator,
             w.milestone,
-            w.status,
+            f"{w.status} ({', '.join(w.holds)})" if w.holds else w.status,
             percent(w.progress),
             local_time(w.completion_time if w.status == "complete" else w.eta),
             ago(w.updated_at, now) if w.updated_at is not None else DASH,
@@ -118,13 +149,32 @@ def blockers_table(items: Sequence[BlockerView], now: float) -> str:
     return table(["ORCHESTRATOR", "WORKSTREAM", "SINCE", "BLOCKER"], rows)
 
 
+def escalation_state(e: EscalationView, now: float) -> str:
+    """The lifecycle state, with the snooze while it lasts ("open, snoozed 4h")."""
+    if e.state != "resolved" and e.snoozed_until is not None and e.snoozed_until > now:
+        return f"{e.state}, snoozed {duration(e.snoozed_until - now)}"
+    return e.state
+
+
 def escalations_table(items: Sequence[EscalationView], now: float) -> str:
-    """One line per escalation: id, state, severity, type, who raised it and when, the issue."""
+    """One line per escalation: id, severity, state, kind, count, age, inhibition, affected
+    workstreams and the issue (last: the only free text)."""
     rows = [
-        [e.id, e.state, e.severity, e.type, e.orchestrator, ago(e.raised_at, now), e.issue]
+        [
+            e.id,
+            e.severity,
+            escalation_state(e, now),
+            e.kind or e.type,
+            str(e.count),
+            duration(now - e.raised_at),
+            joined(e.inhibited_by),
+            joined(e.affected_workstreams),
+            e.issue,
+        ]
         for e in items
     ]
-    return table(["ID", "STATE", "SEVERITY", "TYPE", "ORCHESTRATOR", "RAISED", "ISSUE"], rows)
+    headers = ["ID", "SEVERITY", "STATE", "KIND", "COUNT", "AGE", "INHIBITED BY", "AFFECTED"]
+    return table([*headers, "ISSUE"], rows)
 
 
 def render_status(view: StatusView, now: float) -> str:
@@ -163,6 +213,190 @@ def render_orchestrators(items: list[OrchestratorView], now: float) -> str:
 def render_escalations(items: list[EscalationView], now: float) -> str:
     """The escalations table alone."""
     return escalations_table(items, now)
+
+
+def render_escalation(e: EscalationView, now: float) -> str:
+    """One escalation in full: after ack, resolve or snooze."""
+    head = f"{e.id}  {escalation_state(e, now)}  {e.severity}  {e.kind or e.type}"
+    raised = ago(e.raised_at, now)
+    if e.count > 1:
+        raised += f", raised {e.count} times"
+    if e.updated_at is not None:
+        raised += f", last change {ago(e.updated_at, now)}"
+    snoozed = ""
+    if e.snoozed_until is not None:
+        snoozed = f"until {local_time(e.snoozed_until)} ({ago(e.snoozed_until, now)})"
+    inhibited = ""
+    if e.inhibited_by:
+        inhibited = f"{', '.join(e.inhibited_by)} (not notified until it passes)"
+    details = ", ".join(f"{key}={value}" for key, value in sorted(e.details.items()))
+    body = fields(
+        [
+            ("from", e.orchestrator),
+            ("issue", e.issue),
+            ("affected", ", ".join(e.affected_workstreams)),
+            ("help needed", e.help_needed),
+            ("raised", raised),
+            ("acknowledged", ago(e.acknowledged_at, now) if e.acknowledged_at else ""),
+            ("resolved", ago(e.resolved_at, now) if e.resolved_at else ""),
+            ("snoozed", snoozed),
+            ("inhibited by", inhibited),
+            ("note", e.note),
+            ("options", "; ".join(e.options)),
+            ("details", details),
+        ]
+    )
+    return f"{head}\n{body}"
+
+
+def gates_table(items: Sequence[GateView], now: float) -> str:
+    """One line per gate: state, evaluation run, when decided, what failed (last: free text)."""
+    rows = [
+        [
+            g.id,
+            g.name,
+            str(g.week) if g.week is not None else DASH,
+            g.state,
+            str(g.run),
+            ago(g.decided_at, now) if g.decided_at is not None else DASH,
+            joined(g.failures, "; "),
+        ]
+        for g in items
+    ]
+    return table(["ID", "NAME", "WEEK", "STATE", "RUN", "DECIDED", "FAILURES"], rows)
+
+
+def render_gates(items: list[GateView], now: float) -> str:
+    """The gates table alone."""
+    return gates_table(items, now)
+
+
+def check_result(name: str, r: CheckResultView) -> str:
+    """One check's outcome, then the tail of its output, indented."""
+    if r.exit_status is None:
+        verdict = "did not finish (timed out or could not start)"
+    else:
+        verdict = f"{'passed' if r.exit_status == 0 else 'failed'} (exit {r.exit_status})"
+    lines = [f"  {name}: {verdict} in {r.duration_s:.1f}s"]
+    output = r.output.rstrip("\n").splitlines()
+    if len(output) > OUTPUT_TAIL_LINES:
+        lines.append(f"    | [... {len(output) - OUTPUT_TAIL_LINES} earlier lines: see --json ...]")
+    lines.extend(f"    | {line}".rstrip() for line in output[-OUTPUT_TAIL_LINES:])
+    return "\n".join(lines)
+
+
+def render_gate(g: GateView, now: float) -> str:
+    """One gate in full: after `gate check` (criteria, metrics, failures, check results)."""
+    week = f"  (week {g.week})" if g.week is not None else ""
+    state = f"{g.state} (run {g.run})"
+    if g.state == "checking":
+        state += ": checks running; `pixelsctl gates` shows the verdict"
+    body = fields(
+        [
+            ("state", state),
+            ("started", ago(g.started_at, now) if g.started_at is not None else ""),
+            ("decided", ago(g.decided_at, now) if g.decided_at is not None else ""),
+            ("passed", ago(g.passed_at, now) if g.passed_at is not None else ""),
+            ("workstreams", ", ".join(g.workstreams)),
+            ("metrics", ", ".join(f"{k} = {v:g}" for k, v in sorted(g.metrics.items()))),
+        ]
+    )
+    sections = [f"{g.id}  {g.name}{week}\n{body}"]
+    if g.criteria:
+        sections.append("criteria:\n" + bullets(g.criteria))
+    if g.failures:
+        sections.append("failures:\n" + bullets(g.failures))
+    if g.checks:
+        results = [
+            check_result(name, g.results[name]) if name in g.results else f"  {name}: not run"
+            for name in g.checks
+        ]
+        sections.append("checks:\n" + "\n".join(results))
+    return "\n".join(sections)
+
+
+def render_halt(h: HoldView, now: float) -> str:
+    """One line: what is halted now, and by what ("halted model: gate:gate-1, operator")."""
+    return f"halted {h.target}: {joined(h.holds)}"
+
+
+def render_resume(h: HoldView, now: float) -> str:
+    """One line: resumed, or which holds (failed gates) still keep it halted."""
+    if not h.holds:
+        return f"resumed {h.target}"
+    return f"lifted the operator's hold on {h.target}; still halted by {', '.join(h.holds)}"
+
+
+def decisions_table(items: Sequence[DecisionView], now: float) -> str:
+    """One line per decision: state, kind, source, age, workstreams, ADR number, title."""
+    rows = [
+        [
+            d.id,
+            d.state,
+            d.kind,
+            d.source,
+            duration(now - d.created_at),
+            joined(d.workstreams),
+            str(d.adr) if d.adr else DASH,
+            d.title,
+        ]
+        for d in items
+    ]
+    return table(["ID", "STATE", "KIND", "SOURCE", "AGE", "WORKSTREAMS", "ADR", "TITLE"], rows)
+
+
+def render_decisions(items: list[DecisionView], now: float) -> str:
+    """The decisions table alone."""
+    return decisions_table(items, now)
+
+
+def render_decision(d: DecisionView, now: float) -> str:
+    """One decision in full: after approve or reject."""
+    adr = ""
+    if d.adr:
+        adr = f"{d.adr} ({d.adr_file})" if d.adr_file else str(d.adr)
+    body = fields(
+        [
+            ("title", d.title),
+            ("from", d.source),
+            ("parties", ", ".join(d.parties)),
+            ("workstreams", ", ".join(d.workstreams)),
+            ("created", ago(d.created_at, now)),
+            ("decided", ago(d.decided_at, now) if d.decided_at is not None else ""),
+            ("decision", d.decision),
+            ("consequences", d.consequences),
+            ("adr", adr),
+        ]
+    )
+    sections = [f"{d.id}  {d.state}  {d.kind}\n{body}"]
+    if d.context:
+        sections.append("context:\n" + bullets([d.context], mark=""))
+    if d.options:
+        sections.append(
+            "options:\n"
+            + "\n".join(bullets([o], mark=f"{i}. ") for i, o in enumerate(d.options, 1))
+        )
+    return "\n".join(sections)
+
+
+def render_plan_change(c: PlanChangeView, now: float) -> str:
+    """One line: the change made ("plan change 3: WS-05 now depends on WS-02 (operator: why)")."""
+    why = f"{c.source}: {c.reason}" if c.reason else c.source
+    return f"plan change {c.n}: {c.detail} ({why})"
+
+
+def plan_changes_table(items: Sequence[PlanChangeView], now: float) -> str:
+    """One line per runtime plan change, in order: when, kind, workstream, by whom, what, why."""
+    rows = [
+        [str(c.n), local_time(c.at), c.kind, c.workstream, c.source, c.detail, c.reason or DASH]
+        for c in items
+    ]
+    return table(["N", "AT", "KIND", "WORKSTREAM", "SOURCE", "CHANGE", "REASON"], rows)
+
+
+def render_plan_changes(items: list[PlanChangeView], now: float) -> str:
+    """The plan changes table alone."""
+    return plan_changes_table(items, now)
 
 
 def render_ping(result: dict[str, Any], now: float) -> str:

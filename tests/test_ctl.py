@@ -7,6 +7,7 @@ run the installed console script as a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -32,8 +33,13 @@ from protocol.codec import ctl_request, encode
 from protocol.messages import Error, Message, Reply, Request
 from protocol.views import (
     BlockerView,
+    CheckResultView,
+    DecisionView,
     EscalationView,
+    GateView,
+    HoldView,
     OrchestratorView,
+    PlanChangeView,
     StatusView,
     WorkstreamView,
 )
@@ -95,6 +101,7 @@ WORKSTREAMS = [
         estimate_days=[4, 6],
         depends_on=["WS-01"],
         priority="P1",
+        holds=["gate:gate-1"],
     ),
 ]
 STATUS = StatusView(
@@ -126,14 +133,165 @@ STATUS = StatusView(
         )
     ],
 )
+ESCALATION = EscalationView(
+    id="E-7",
+    orchestrator="pixelsd",
+    type="blocker",
+    severity="critical",
+    issue="WS-04 blocked for 2d: waiting for CUDA 13 wheels",
+    affected_workstreams=["WS-04", "WS-05"],
+    help_needed="a build of the wheels",
+    raised_at=NOW - 2 * 86400,
+    state="acknowledged",
+    kind="blocker_aged",
+    subject="WS-04",
+    count=3,
+    updated_at=NOW - 60,
+    acknowledged_at=NOW - 60,
+    snoozed_until=NOW + 4 * 3600,
+    inhibited_by=["gate-1"],
+    note="on it",
+    options=["re-scope", "add resources", "defer"],
+    details={"blocked_h": 48.0},
+)
+#: Lines of output of the failing check: more than the human view shows.
+CHECK_OUTPUT = "".join(f"line {i}\n" for i in range(1, 16)) + "FAIL: 2 of 5 benchmarks missing\n"
+GATE = GateView(
+    id="gate-1",
+    name="Foundation -> Model/Interface",
+    week=2,
+    state="failed",
+    run=2,
+    workstreams=["WS-01", "WS-02", "WS-03"],
+    criteria=["Hardware verification complete", "Benchmark suite running"],
+    checks=["m0", "bench"],
+    failures=["check bench failed (exit 1)"],
+    results={
+        "m0": CheckResultView(exit_status=0, output="all good\n", duration_s=1.5),
+        "bench": CheckResultView(exit_status=1, output=CHECK_OUTPUT, duration_s=3.5),
+    },
+    metrics={"inference_time_s": 2.5},
+    started_at=NOW - 120,
+    decided_at=NOW - 100,
+    passed_at=None,
+)
+GATES = [
+    GATE,
+    msgspec.structs.replace(
+        GATE,
+        id="gate-2",
+        name="Model/Interface -> Integration",
+        week=6,
+        state="pending",
+        run=0,
+        failures=[],
+        results={},
+        started_at=None,
+        decided_at=None,
+    ),
+]
+DECISION = DecisionView(
+    id="D-2",
+    kind="conflict",
+    source="pixelsd",
+    title="WS-05 reported broken by interface, complete by model",
+    context="interface says the API of WS-05 is broken;\nmodel reported it complete",
+    options=["reopen WS-05", "accept as is"],
+    workstreams=["WS-05"],
+    parties=["interface", "model"],
+    consequences="WS-09 waits for the fix",
+    created_at=NOW - 3 * 3600,
+    state="approved",
+    decision="reopen WS-05",
+    decided_at=NOW - 30,
+    adr=2,
+    adr_file="decisions/0002-ws-05-reported-broken.md",
+)
+HOLD = HoldView(target="model", kind="orchestrator", holds=["gate:gate-1", "operator"])
+PLAN_CHANGE = PlanChangeView(
+    n=3,
+    at=NOW - 600,
+    kind="add_dep",
+    workstream="WS-05",
+    detail="WS-05 now depends on WS-02",
+    source="operator",
+    reason="needs the repro harness",
+)
+#: The canned result of each request command (the wire name, not the command line's).
 RESULTS: dict[str, Any] = {
     "status": STATUS,
     "workstreams": WORKSTREAMS,
     "orchestrators": ORCHESTRATORS,
     "ping": {"daemon": "0.1.0", "pid": 4242, "plan": "dgx-pixels"},
-    "escalations": STATUS.escalations,
+    "escalations": [*STATUS.escalations, ESCALATION],
+    "ack": ESCALATION,
+    "resolve": msgspec.structs.replace(ESCALATION, state="resolved", resolved_at=NOW - 5),
+    "snooze": ESCALATION,
+    "gates": GATES,
+    "gate_check": GATE,
+    "halt": HOLD,
+    "resume": HoldView(target="model", kind="orchestrator", holds=[]),
+    "decisions": [DECISION],
+    "decision_approve": DECISION,
+    "decision_reject": msgspec.structs.replace(DECISION, state="rejected", decision="keep it"),
+    "plan_add_dep": PLAN_CHANGE,
+    "plan_drop_dep": PLAN_CHANGE,
+    "plan_estimate": PLAN_CHANGE,
+    "plan_defer": PLAN_CHANGE,
+    "plan_changes": [PLAN_CHANGE],
 }
 ALL_COMMANDS = sorted(ctl.COMMANDS)
+#: A command line for each command (its own arguments included) and the request it must send.
+SAMPLES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
+    "status": (["status"], "status", {}),
+    "workstreams": (["workstreams"], "workstreams", {}),
+    "orchestrators": (["orchestrators"], "orchestrators", {}),
+    "ping": (["ping"], "ping", {}),
+    "escalations": (["escalations"], "escalations", {"all": False}),
+    "ack": (["ack", "E-7"], "ack", {"id": "E-7", "note": ""}),
+    "resolve": (["resolve", "E-7", "--note", "fixed"], "resolve", {"id": "E-7", "note": "fixed"}),
+    "snooze": (["snooze", "E-7", "--until", "4h"], "snooze", {"id": "E-7", "until": "4h"}),
+    "gates": (["gates"], "gates", {}),
+    "gate check": (["gate", "check", "gate-1"], "gate_check", {"id": "gate-1"}),
+    "halt": (["halt", "model"], "halt", {"target": "model", "reason": ""}),
+    "resume": (
+        ["resume", "WS-04", "--reason", "wheels built"],
+        "resume",
+        {"target": "WS-04", "reason": "wheels built"},
+    ),
+    "decisions": (["decisions", "--all"], "decisions", {"all": True}),
+    "decision approve": (
+        ["decision", "approve", "D-2"],
+        "decision_approve",
+        {"id": "D-2", "note": ""},
+    ),
+    "decision reject": (
+        ["decision", "reject", "D-2", "--note", "keep it"],
+        "decision_reject",
+        {"id": "D-2", "note": "keep it"},
+    ),
+    "plan add-dep": (
+        ["plan", "add-dep", "WS-05", "WS-02", "--reason", "needs it"],
+        "plan_add_dep",
+        {"workstream": "WS-05", "depends_on": "WS-02", "reason": "needs it"},
+    ),
+    "plan drop-dep": (
+        ["plan", "drop-dep", "WS-05", "WS-02"],
+        "plan_drop_dep",
+        {"workstream": "WS-05", "depends_on": "WS-02", "reason": ""},
+    ),
+    "plan estimate": (
+        ["plan", "estimate", "WS-05", "4", "9"],
+        "plan_estimate",
+        {"workstream": "WS-05", "min_days": 4, "max_days": 9, "reason": ""},
+    ),
+    "plan defer": (
+        ["plan", "defer", "WS-18", "--reason", "out of scope"],
+        "plan_defer",
+        {"workstream": "WS-18", "reason": "out of scope"},
+    ),
+    "plan changes": (["plan", "changes"], "plan_changes", {}),
+}
 #: The --json top-level shape of each command: a view's field names, or None for a plain map.
 VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "status": StatusView,
@@ -141,7 +299,54 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "orchestrators": OrchestratorView,
     "ping": None,
     "escalations": EscalationView,
+    "ack": EscalationView,
+    "resolve": EscalationView,
+    "snooze": EscalationView,
+    "gates": GateView,
+    "gate check": GateView,
+    "halt": HoldView,
+    "resume": HoldView,
+    "decisions": DecisionView,
+    "decision approve": DecisionView,
+    "decision reject": DecisionView,
+    "plan add-dep": PlanChangeView,
+    "plan drop-dep": PlanChangeView,
+    "plan estimate": PlanChangeView,
+    "plan defer": PlanChangeView,
+    "plan changes": PlanChangeView,
 }
+#: Commands that only read (no arguments naming an id): safe on the module's shared daemon.
+READ_ONLY = [
+    "status",
+    "workstreams",
+    "orchestrators",
+    "escalations",
+    "gates",
+    "decisions",
+    "plan changes",
+    "ping",
+]
+#: Commands that name an id, with a command line naming one that does not exist.
+UNKNOWN_ID: dict[str, list[str]] = {
+    "ack": ["ack", "E-999"],
+    "resolve": ["resolve", "E-999"],
+    "snooze": ["snooze", "E-999", "--until", "1h"],
+    "gate check": ["gate", "check", "gate-99"],
+    "halt": ["halt", "nobody"],
+    "resume": ["resume", "nobody"],
+    "decision approve": ["decision", "approve", "D-999"],
+    "decision reject": ["decision", "reject", "D-999"],
+    "plan add-dep": ["plan", "add-dep", "WS-99", "WS-01"],
+    "plan drop-dep": ["plan", "drop-dep", "WS-99", "WS-01"],
+    "plan estimate": ["plan", "estimate", "WS-99", "1", "2"],
+    "plan defer": ["plan", "defer", "WS-99"],
+}
+
+
+def argv_of(command: str) -> list[str]:
+    """The sample command line of ``command``."""
+    return SAMPLES[command][0]
+
 
 Script = Callable[[Request], list[Message]]
 
@@ -235,14 +440,16 @@ def argparse_parse(argv: list[str]) -> dict[str, Any]:
 @pytest.mark.parametrize("command", ALL_COMMANDS)
 def test_common_options_parse_the_same_before_and_after_the_command(command: str) -> None:
     """--json/--state-dir/--endpoint/--timeout mean the same on either side of the command."""
-    assert ctl.parse_args([*COMMON, command]) == ctl.parse_args([command, *COMMON])
+    argv = argv_of(command)
+    assert ctl.parse_args([*COMMON, *argv]) == ctl.parse_args([*argv, *COMMON])
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS)
 def test_argparse_parses_options_the_same_before_and_after_the_command(command: str) -> None:
     """The argparse parser (help, errors, commands with arguments) agrees on both placements."""
-    before, after = argparse_parse([*COMMON, command]), argparse_parse([command, *COMMON])
-    assert before == after == ctl.parse_args([command, *COMMON])
+    argv = argv_of(command)
+    before, after = argparse_parse([*COMMON, *argv]), argparse_parse([*argv, *COMMON])
+    assert before == after == ctl.parse_args([*argv, *COMMON])
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS)
@@ -255,8 +462,8 @@ def test_common_options_default_when_absent(command: str) -> None:
         "endpoint": None,
         "timeout": ctl.DEFAULT_TIMEOUT_S,
     }
-    opts = ctl.parse_args([command])
-    assert opts == argparse_parse([command])
+    opts = ctl.parse_args(argv_of(command))
+    assert opts == argparse_parse(argv_of(command))
     assert {key: opts[key] for key in expected} == expected
 
 
@@ -278,6 +485,7 @@ TOKENS = [
     *("--json", "--state-dir", "--endpoint", "--timeout", "--state-dir=/a", "--endpoint="),
     *("--timeout=2", "--timeout=0", "--timeout=x", "--timeout=nan", "--json=1", "--js"),
     *("/tmp/d", "ipc:///x", "0.5", "7", "-1", "-", "", "--", "-h", "bogus", "a=b"),
+    *("gate", "check", "plan", "changes", "decision", "approve", "E-1", "--all", "--note"),
 ]
 
 
@@ -345,7 +553,135 @@ def test_command_help_is_its_docstring(capsys: pytest.CaptureFixture[str]) -> No
     assert ctl.status.__doc__.splitlines()[0] in capsys.readouterr().out
 
 
+def test_two_word_command_help_is_its_docstring(capsys: pytest.CaptureFixture[str]) -> None:
+    """`pixelsctl gate check --help` shows the gate check builder's docstring."""
+    with pytest.raises(SystemExit):
+        ctl.main(["gate", "check", "--help"])
+    assert ctl.gate_check.__doc__ is not None
+    assert ctl.gate_check.__doc__.splitlines()[0] in capsys.readouterr().out
+
+
+def test_every_command_has_a_sample_and_a_canned_result() -> None:
+    """The tables of this module cover every registered command (a new one must be added)."""
+    assert set(SAMPLES) == set(VIEW_OF) == set(ctl.COMMANDS)
+    assert {c.request for c in ctl.COMMANDS.values()} == set(RESULTS)
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+def test_request_command_is_the_wire_name(command: str) -> None:
+    """Each command sends the request command of the wire contract ("gate check" -> gate_check)."""
+    assert ctl.COMMANDS[command].request == SAMPLES[command][1]
+
+
+def test_common_options_may_stand_between_the_two_words() -> None:
+    """`gate --json check ID` parses as `--json gate check ID` and `gate check ID --json`."""
+    between = ctl.parse_args(["gate", "--json", "check", "gate-1"])
+    assert between == ctl.parse_args(["--json", "gate", "check", "gate-1"])
+    assert between == ctl.parse_args(["gate", "check", "gate-1", "--json"])
+    assert between["command"] == "gate check" and between["json"] is True
+
+
+def test_two_word_commands_are_left_to_argparse() -> None:
+    """The fast path declines `plan changes`; argparse names the command with both words."""
+    assert ctl._fast_parse(["plan", "changes"]) is None
+    assert ctl.parse_args(["plan", "changes"])["command"] == "plan changes"
+
+
+def test_group_without_its_second_word_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`pixelsctl plan` alone exits 2 naming the words that may follow."""
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["plan"])
+    assert exc.value.code == 2
+    assert "required: {add-dep,drop-dep,estimate,defer,changes}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "90m",
+        "4h",
+        "2d",
+        "1h30m",
+        "2D",
+        "0.5h",
+        "2026-12-01T09:00",
+        "2026-12-01 09:00+02:00",
+        "2026-12-01",
+        "1798000000",
+        "1798000000.5",
+    ],
+)
+def test_snooze_passes_every_form_the_daemon_reads_unchanged(when: str) -> None:
+    """Durations, ISO date-times and unix seconds reach the daemon exactly as typed."""
+    assert ctl.parse_args(["snooze", "E-1", "--until", when])["until"] == when
+
+
+@pytest.mark.parametrize(
+    ("when", "why"),
+    [
+        ("tomorrow", "give a duration (90m, 4h, 2d, 1h30m), an ISO date-time"),
+        ("4", "for a duration give its unit (4h, 4m)"),
+        ("nan", "a bare number is unix seconds"),
+        ("4x", "cannot read '4x' as a time"),
+        ("", "cannot read '' as a time"),
+    ],
+)
+def test_snooze_with_an_unreadable_when_is_a_usage_error(
+    when: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A WHEN of none of the daemon's forms exits 2 before asking it, saying what would do."""
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["snooze", "E-1", "--until", when])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --until: " in err and why in err
+
+
+def test_snooze_without_until_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """--until is required: without it snooze exits 2 naming it."""
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["snooze", "E-1"])
+    assert exc.value.code == 2
+    assert "required: --until" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("days", ["0", "x", "1.5", "-2"])
+def test_estimate_days_must_be_whole_and_positive(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """plan estimate's MIN is a whole number of days >= 1, else exit 2 saying so."""
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["plan", "estimate", "WS-05", days, "9"])
+    assert exc.value.code == 2
+    assert f"argument MIN: {days!r} is not a whole number of days" in capsys.readouterr().err
+
+
+def test_estimate_min_above_max_is_a_usage_error_before_any_daemon(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MIN > MAX exits 2 with one line, not 3: it is refused before the daemon is looked for."""
+    assert ctl.main(["plan", "estimate", "WS-05", "9", "4", "--state-dir", str(state_dir)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "pixelsctl: plan estimate: MIN (9) is more than MAX (4); give MIN MAX whole days\n"
+    )
+
+
 # --- against a canned daemon ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+@pytest.mark.parametrize("command", ALL_COMMANDS)
+def test_command_line_becomes_the_request(
+    command: str, placement: str, state_dir: Path, responder: Responder
+) -> None:
+    """Each command sends its wire command and args, common options before or after it."""
+    argv, request, args = SAMPLES[command]
+    opts = ["--json", "--state-dir", str(state_dir), "--timeout", "5"]
+    assert ctl.main([*opts, *argv] if placement == "before" else [*argv, *opts]) == 0
+    assert [(r.command, r.args) for r in responder.requests] == [(request, args)]
 
 
 @pytest.mark.parametrize("placement", ["before", "after"])
@@ -359,7 +695,7 @@ def test_json_result_has_the_view_fields(
 ) -> None:
     """--json, before or after the command, prints the result with exactly the views' fields."""
     opts = ["--json", "--state-dir", str(state_dir)]
-    argv = [*opts, command] if placement == "before" else [command, *opts]
+    argv = [*opts, *argv_of(command)] if placement == "before" else [*argv_of(command), *opts]
     assert ctl.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     view = VIEW_OF[command]
@@ -368,7 +704,7 @@ def test_json_result_has_the_view_fields(
     else:
         items = out if isinstance(out, list) else [out]
         assert items and all(set(item) == fields(view) for item in items)
-    assert [r.command for r in responder.requests] == [command]
+    assert [r.command for r in responder.requests] == [SAMPLES[command][1]]
 
 
 def test_status_json_nested_views_have_their_fields(
@@ -443,6 +779,18 @@ def test_request_carries_envelope_and_command(state_dir: Path, responder: Respon
         (["escalations"], {"all": False}),
         (["escalations", "--all", "--json"], {"all": True}),
         (["--json", "escalations", "--all"], {"all": True}),
+        (["ack", "--note", "on it", "E-7"], {"id": "E-7", "note": "on it"}),
+        (
+            ["--json", "snooze", "--until", "2026-12-01T09:00", "E-7"],
+            {"id": "E-7", "until": "2026-12-01T09:00"},
+        ),
+        (["gate", "--json", "check", "gate-1"], {"id": "gate-1"}),
+        (["halt", "--reason", "disk full", "WS-04"], {"target": "WS-04", "reason": "disk full"}),
+        (["decision", "approve", "D-2", "--note", "go"], {"id": "D-2", "note": "go"}),
+        (
+            ["plan", "estimate", "--reason", "re-scoped", "WS-05", "2", "3"],
+            {"workstream": "WS-05", "min_days": 2, "max_days": 3, "reason": "re-scoped"},
+        ),
     ],
 )
 def test_command_arguments_become_request_args(
@@ -450,7 +798,117 @@ def test_command_arguments_become_request_args(
 ) -> None:
     """A command's own options reach the daemon as the request's args, beside common options."""
     assert ctl.main([*argv, "--state-dir", str(state_dir)]) == 0
-    assert [(r.command, r.args) for r in responder.requests] == [("escalations", args)]
+    assert [r.args for r in responder.requests] == [args]
+
+
+#: What each command's human output must show (times relative to now are tested purely below:
+#: pixelsctl renders with the wall clock, the canned views are dated NOW).
+FACTS: dict[str, list[str]] = {
+    "workstreams": ["WS-01", "Hardware baselines", "45%", "blocked (gate:gate-1)"],
+    "orchestrators": ["foundation", "WS-01, WS-02", "never_seen"],
+    "ping": ["pixelsd 0.1.0 (pid 4242)"],
+    "escalations": [
+        "INHIBITED BY",
+        "esc-1",
+        "E-7",
+        "critical",
+        "blocker_aged",
+        "gate-1",
+        "WS-04, WS-05",
+        "WS-04 blocked for 2d: waiting for CUDA 13 wheels",
+    ],
+    "ack": [
+        "E-7  acknowledged  critical  blocker_aged",
+        "pixelsd",
+        "raised 3 times",
+        "a build of the wheels",
+        "on it",
+        "gate-1 (not notified until it passes)",
+        "re-scope; add resources; defer",
+        "blocked_h=48.0",
+    ],
+    "resolve": ["E-7  resolved", "resolved:"],
+    "snooze": [f"snoozed:      until {ctl_format.local_time(NOW + 4 * 3600)}"],
+    "gates": [
+        "gate-1",
+        "Foundation -> Model/Interface",
+        "failed",
+        "check bench failed (exit 1)",
+        "gate-2",
+        "pending",
+    ],
+    "gate check": [
+        "gate-1  Foundation -> Model/Interface  (week 2)",
+        "failed (run 2)",
+        "WS-01, WS-02, WS-03",
+        "inference_time_s = 2.5",
+        "  - Hardware verification complete",
+        "  - check bench failed (exit 1)",
+        "  m0: passed (exit 0) in 1.5s",
+        "  bench: failed (exit 1) in 3.5s",
+        "    | FAIL: 2 of 5 benchmarks missing",
+    ],
+    "halt": ["halted model: gate:gate-1, operator"],
+    "resume": ["resumed model"],
+    "decisions": ["D-2", "approved", "conflict", "pixelsd", "WS-05 reported broken by interface"],
+    "decision approve": [
+        "D-2  approved  conflict",
+        "interface, model",
+        "decision:     reopen WS-05",
+        "WS-09 waits for the fix",
+        "2 (decisions/0002-ws-05-reported-broken.md)",
+        "  interface says the API of WS-05 is broken;\n  model reported it complete",
+        "  1. reopen WS-05\n  2. accept as is",
+    ],
+    "decision reject": ["D-2  rejected", "keep it"],
+    "plan add-dep": [
+        "plan change 3: WS-05 now depends on WS-02 (operator: needs the repro harness)"
+    ],
+    "plan drop-dep": ["plan change 3: "],
+    "plan estimate": ["plan change 3: "],
+    "plan defer": ["plan change 3: "],
+    "plan changes": [
+        "3",
+        ctl_format.local_time(NOW - 600),
+        "add_dep",
+        "WS-05 now depends on WS-02",
+        "needs the repro harness",
+    ],
+}
+
+
+@pytest.mark.parametrize("command", sorted(FACTS))
+def test_human_output_has_the_key_facts(
+    command: str, state_dir: Path, responder: Responder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --json each command prints the facts an operator acts on."""
+    assert ctl.main([*argv_of(command), "--state-dir", str(state_dir)]) == 0
+    out = capsys.readouterr().out
+    for fact in FACTS[command]:
+        assert fact in out, fact
+
+
+def test_gate_json_nests_check_results_with_their_fields(
+    state_dir: Path, responder: Responder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gate check --json nests each check's result with CheckResultView's fields, whole output."""
+    assert ctl.main(["gate", "check", "gate-1", "--json", "--state-dir", str(state_dir)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert all(set(r) == fields(CheckResultView) for r in out["results"].values())
+    assert msgspec.convert(out, GateView) == GATE
+
+
+@pytest.mark.parametrize("command", sorted(UNKNOWN_ID))
+def test_unknown_id_exits_4_with_the_daemons_message(
+    command: str, state_dir: Path, ctl_socket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A not_found answer to any command naming an id exits 4 with one line."""
+    r = Responder(f"ipc://{ctl_socket}", _error_script("not_found"))
+    try:
+        assert ctl.main([*UNKNOWN_ID[command], "--state-dir", str(state_dir)]) == 4
+    finally:
+        r.close()
+    assert capsys.readouterr().err == "pixelsctl: not_found: no escalation 'esc-9'\n"
 
 
 def _error_script(code: str) -> Script:
@@ -629,10 +1087,67 @@ def test_workstreams_table_shows_done_time_for_complete_workstreams() -> None:
     assert ctl_format.local_time(NOW - 86400) in text and "100%" in text
 
 
+def test_escalation_age_and_snooze_read_relative_to_now() -> None:
+    """The escalations table shows the age and how long the snooze has left."""
+    text = ctl_format.escalations_table([ESCALATION], NOW)
+    assert "acknowledged, snoozed 4h" in text and "  2d  " in text
+
+
+def test_a_snooze_that_ended_is_not_shown() -> None:
+    """Once snoozed_until has passed, the state reads plain again."""
+    assert ctl_format.escalation_state(ESCALATION, NOW + 5 * 3600) == "acknowledged"
+
+
+def test_escalation_detail_times_are_relative() -> None:
+    """The single escalation shows when it was raised, acknowledged, and the snooze's end."""
+    text = ctl_format.render_escalation(ESCALATION, NOW)
+    assert "raised:       2d ago, raised 3 times, last change 1m ago" in text
+    assert "acknowledged: 1m ago" in text
+    assert f"until {ctl_format.local_time(NOW + 4 * 3600)} (in 4h)" in text
+
+
+def test_gate_detail_shows_only_the_tail_of_a_checks_output() -> None:
+    """A long check output shows its last OUTPUT_TAIL_LINES lines and says how many are cut."""
+    lines = ctl_format.render_gate(GATE, NOW).splitlines()
+    assert "    | [... 6 earlier lines: see --json ...]" in lines
+    assert "    | line 6" not in lines and "    | line 7" in lines
+    assert lines[-1] == "    | FAIL: 2 of 5 benchmarks missing"
+
+
+def test_gate_detail_while_checking_points_to_gates() -> None:
+    """A gate still checking says that `pixelsctl gates` will show the verdict."""
+    checking = msgspec.structs.replace(GATE, state="checking", run=3)
+    assert "checking (run 3): checks running; `pixelsctl gates` shows the verdict" in (
+        ctl_format.render_gate(checking, NOW)
+    )
+
+
+def test_check_that_did_not_finish_says_so() -> None:
+    """A check without an exit status reads as timed out or not started."""
+    result = CheckResultView(exit_status=None, output="", duration_s=300.0)
+    assert ctl_format.check_result("m0", result) == (
+        "  m0: did not finish (timed out or could not start) in 300.0s"
+    )
+
+
+def test_gates_table_shows_when_decided() -> None:
+    """The gates table gives the decision time relative to now, a dash when undecided."""
+    rows = ctl_format.gates_table(GATES, NOW).splitlines()
+    assert "1m ago" in rows[1] and rows[2].split()[-2:] == ["-", "-"]
+
+
+def test_resume_with_a_gate_hold_left_says_it_is_still_halted() -> None:
+    """Resuming what a failed gate also holds says which holds remain."""
+    held = HoldView(target="WS-04", kind="workstream", holds=["gate:gate-1"])
+    assert ctl_format.render_resume(held, NOW) == (
+        "lifted the operator's hold on WS-04; still halted by gate:gate-1"
+    )
+
+
 def test_renderers_exist_for_every_command() -> None:
     """Every registered command renders its canned result without error."""
-    for name, command in ctl.COMMANDS.items():
-        assert command.render(command.convert(msgspec.to_builtins(RESULTS[name])), NOW)
+    for command in ctl.COMMANDS.values():
+        assert command.render(command.convert(msgspec.to_builtins(RESULTS[command.request])), NOW)
 
 
 # --- against the real daemon ----------------------------------------------------------------
@@ -646,11 +1161,9 @@ def _ping(state_dir: Path) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def daemon_dir() -> Iterator[Path]:
-    """A real pixelsd (embedded plan) on a fresh short state dir, shared by this module's tests
-    that only read from it; killed at teardown."""
-    path = Path(tempfile.mkdtemp(prefix="px-", dir="/tmp"))
+@contextlib.contextmanager
+def real_daemon(path: Path) -> Iterator[Path]:
+    """A real pixelsd (embedded plan) on ``path``, answering; killed on exit."""
     log = (path / "pixelsd.log").open("ab")
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("pixelsd")), "--state-dir", str(path)],
@@ -668,6 +1181,17 @@ def daemon_dir() -> Iterator[Path]:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def daemon_dir() -> Iterator[Path]:
+    """A real pixelsd on a fresh short state dir, shared by this module's tests that change
+    nothing (they read, or are refused); killed at teardown."""
+    path = Path(tempfile.mkdtemp(prefix="px-", dir="/tmp"))
+    try:
+        with real_daemon(path):
+            yield path
+    finally:
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -693,12 +1217,31 @@ def test_real_daemon_status_human_lists_every_orchestrator(daemon_dir: Path) -> 
     assert "never_seen" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ALL_COMMANDS)
-def test_real_daemon_answers_every_command(command: str, daemon_dir: Path) -> None:
-    """Every pixelsctl command gets a result of its view's shape from pixelsd."""
-    proc, _ = run_ctl(command, "--json", "--state-dir", str(daemon_dir))
+@pytest.mark.parametrize("command", READ_ONLY)
+def test_real_daemon_answers_every_reading_command(command: str, daemon_dir: Path) -> None:
+    """Every pixelsctl command that only reads gets a result of its view's shape from pixelsd."""
+    proc, _ = run_ctl(*argv_of(command), "--json", "--state-dir", str(daemon_dir))
     assert proc.returncode == 0, proc.stderr
     ctl.COMMANDS[command].convert(json.loads(proc.stdout))
+
+
+@pytest.mark.parametrize("command", sorted(UNKNOWN_ID))
+def test_real_daemon_unknown_id_exits_4(
+    command: str, daemon_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pixelsd reads each command's args and answers not_found for an unknown id: exit 4."""
+    assert ctl.main([*UNKNOWN_ID[command], "--state-dir", str(daemon_dir)]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("pixelsctl: not_found: ") and err.count("\n") == 1
+
+
+def test_real_daemon_halt_then_resume(state_dir: Path) -> None:
+    """halt and resume of an orchestrator on pixelsd print the hold, then its release."""
+    with real_daemon(state_dir):
+        halted, _ = run_ctl("halt", "model", "--reason", "test", "--state-dir", str(state_dir))
+        resumed, _ = run_ctl("--state-dir", str(state_dir), "resume", "model")
+    assert (halted.returncode, halted.stdout) == (0, "halted model: operator\n"), halted.stderr
+    assert (resumed.returncode, resumed.stdout) == (0, "resumed model\n"), resumed.stderr
 
 
 def test_stopped_daemon_exits_3(state_dir: Path) -> None:
