@@ -47,13 +47,20 @@ import msgspec
 
 from protocol import codec
 from protocol.codec import FrameError
-from protocol.messages import MAX_FRAME_BYTES, Escalation, PollReply, Status, tag_of
+from protocol.messages import (
+    MAX_FRAME_BYTES,
+    DependencyFound,
+    Escalation,
+    PollReply,
+    Status,
+    tag_of,
+)
 
 SCHEMA_VERSION = 1
 
 #: The messages that go through the outbox (the durable ones: seq > 0, acked after commit).
-Durable = Status | PollReply | Escalation
-DURABLE_TYPES = (Status, PollReply, Escalation)
+Durable = Status | PollReply | Escalation | DependencyFound
+DURABLE_TYPES = (Status, PollReply, Escalation, DependencyFound)
 
 #: How long a write waits for another process's transaction on the same outbox: far above one
 #: FULL commit (milliseconds), short enough that a wedged writer surfaces as an error instead of a

@@ -150,8 +150,19 @@ class Escalation(Message, tag="escalation", kw_only=True):
     help_needed: Text = ""
 
 
-ToDaemon = Register | Heartbeat | Status | PollReply | Escalation
-DURABLE_TO_DAEMON = (Status, PollReply, Escalation)
+class DependencyFound(Message, tag="dependency_found", kw_only=True):
+    """An orchestrator found, while implementing, that its ``workstream`` must wait for
+    ``depends_on``; durable (seq > 0). The daemon adds the dependency to the plan (listed in the
+    next report); one that would make a cycle is refused (error with rejected_seq, naming it)."""
+
+    orchestrator: Name
+    workstream: Name
+    depends_on: Name
+    reason: Text = ""
+
+
+ToDaemon = Register | Heartbeat | Status | PollReply | Escalation | DependencyFound
+DURABLE_TO_DAEMON = (Status, PollReply, Escalation, DependencyFound)
 
 # --- daemon -> orchestrator -------------------------------------------------------------------
 
@@ -223,6 +234,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     Status,
     PollReply,
     Escalation,
+    DependencyFound,
     Welcome,
     Ack,
     Error,

@@ -14,6 +14,7 @@ from pixels_daemon.store import EventStore
 from protocol import codec
 from protocol.messages import (
     Ack,
+    DependencyFound,
     Error,
     Escalation,
     Heartbeat,
@@ -278,3 +279,52 @@ def test_snapshot_key_changes_with_engine_thresholds() -> None:
     stricter = Daemon(plan, clock=lambda: NOW, config=engine.EngineConfig(stall_s=3600.0))
     assert default.snapshot_key != stricter.snapshot_key
     assert default.snapshot_key == Daemon(plan, clock=lambda: NOW).snapshot_key
+
+
+def dependency(seq: int, ws: str, dep: str, orch: str = "foundation") -> bytes:
+    return codec.encode(
+        DependencyFound(
+            id=f"d{seq}",
+            seq=seq,
+            orchestrator=orch,
+            workstream=ws,
+            depends_on=dep,
+            reason="found while implementing",
+        )
+    )
+
+
+def test_discovered_dependency_becomes_a_plan_change() -> None:
+    """dependency_found adds the dependency, acks it, and lists it as a plan change."""
+    d = make()
+    d.on_bus_frame(ROUTE, dependency(1, "WS-03", "WS-02"), NOW)
+    out = replies(d)
+    assert [type(m) for m in out] == [Ack]
+    (change,) = d.ctl_plan_changes({}, NOW)  # type: ignore[misc]
+    assert (change.kind, change.workstream, change.source) == ("add_dep", "WS-03", "foundation")
+    ws03 = next(w for w in d.ctl_workstreams({}, NOW) if w.id == "WS-03")  # type: ignore[attr-defined]
+    assert "WS-02" in ws03.depends_on
+
+
+def test_discovered_dependency_making_a_cycle_is_refused_and_consumed() -> None:
+    """A dependency that would close a cycle is refused naming it; its seq is still consumed."""
+    d = make()
+    d.on_bus_frame(ROUTE, dependency(1, "WS-01", "WS-03"), NOW)
+    out = replies(d)
+    assert isinstance(out[0], Error)
+    assert out[0].rejected_seq == 1
+    assert "WS-01" in out[0].message
+    assert "WS-03" in out[0].message
+    assert "cycle" in out[0].message
+    assert isinstance(out[1], Ack)
+    assert out[1].acked_seq == 1
+    assert d.ctl_plan_changes({}, NOW) == []
+
+
+def test_discovered_dependency_on_another_domains_workstream_is_refused() -> None:
+    """An orchestrator may add dependencies only to its own workstreams."""
+    d = make()
+    d.on_bus_frame(ROUTE, dependency(1, "WS-04", "WS-03"), NOW)
+    out = replies(d)
+    assert isinstance(out[0], Error)
+    assert (out[0].code, out[0].rejected_seq) == ("not_owner", 1)

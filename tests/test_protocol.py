@@ -23,6 +23,7 @@ from protocol.messages import (
     Command,
     CtlRequest,
     CtlResponse,
+    DependencyFound,
     Error,
     Escalation,
     Heartbeat,
@@ -84,6 +85,15 @@ SAMPLES: list[Message] = [
         affected_workstreams=["WS-02", "WS-04"],
         attempted_resolutions=["restart"],
         help_needed="a person",
+    ),
+    DependencyFound(
+        id="f-6",
+        seq=4,
+        ts=T,
+        orchestrator="foundation",
+        workstream="WS-03",
+        depends_on="WS-02",
+        reason="the benchmarks need the pinned environment",
     ),
     Welcome(
         id="d-1",

@@ -22,6 +22,7 @@ from protocol import codec
 from protocol.messages import (
     Ack,
     Command,
+    DependencyFound,
     Error,
     Escalation,
     Heartbeat,
@@ -122,6 +123,19 @@ EXAMPLES: tuple[Example, ...] = (
             affected_workstreams=["WS-03"],
             attempted_resolutions=["rebooted the host", "re-ran the network check"],
             help_needed="someone with access to the lab switch",
+        ),
+    ),
+    Example(
+        "orchestrator → daemon",
+        "Durable (`seq` 45). Adds `WS-03 depends on WS-02` to the plan; a cycle is refused.",
+        DependencyFound(
+            id="foundation-7f3a-7",
+            seq=45,
+            ts=T0 + 20.0,
+            orchestrator="foundation",
+            workstream="WS-03",
+            depends_on="WS-02",
+            reason="the benchmark suite needs the pinned environment of WS-02",
         ),
     ),
     Example(

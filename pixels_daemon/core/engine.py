@@ -94,7 +94,7 @@ from pixels_daemon.core.state import (
     initial_state,
 )
 from pixels_daemon.plan import Plan, Workstream
-from protocol.messages import ErrorCode, Escalation, PollReply, Status
+from protocol.messages import DependencyFound, ErrorCode, Escalation, PollReply, Status
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -187,7 +187,7 @@ class _Event(Struct, frozen=True, kw_only=True, tag_field="event"):
 class Received(_Event, frozen=True, tag="received"):
     """A durable orchestrator message, admitted as next (core/ingest.admit). Consumes its seq."""
 
-    message: Status | PollReply | Escalation
+    message: Status | PollReply | Escalation | DependencyFound
 
 
 class Tick(_Event, frozen=True, tag="tick"):
@@ -747,13 +747,15 @@ class _Run:
         match event:
             case Received(message=message):
                 self._check_orchestrator(message.orchestrator)
-                if not isinstance(message, Escalation) and self._progress_only(message):
+                if isinstance(message, Status) and self._progress_only(message):
                     # The common case, by far: skip the whole-state passes (see _progress_only).
                     self._status(message)
                     return self.effects
                 self._settle()
                 if isinstance(message, Escalation):
                     self._escalation(message)
+                elif isinstance(message, DependencyFound):
+                    self._dependency_found(message)
                 else:
                     self._status(message)
             case Tick(last_seen=last_seen):
@@ -1213,7 +1215,9 @@ class _Run:
         self.state.orchestrators[orchestrator].acked_seq = seq
         self.state.events += 1
 
-    def _reject(self, message: Status | Escalation, code: ErrorCode, text: str) -> None:
+    def _reject(
+        self, message: Status | Escalation | DependencyFound, code: ErrorCode, text: str
+    ) -> None:
         self.emit(
             Reject(
                 orchestrator=message.orchestrator,
@@ -1335,6 +1339,37 @@ class _Run:
         self._heard_from(name)
         if self.state.escalation_counter != before:
             self._escalation_conflicts(esc)
+
+    def _dependency_found(self, message: DependencyFound) -> None:
+        """An orchestrator's discovered dependency: a runtime plan change from that source,
+        validated like an operator's (a cycle is refused, named); the seq is consumed either way."""
+        name = message.orchestrator
+        self._consume(name, message.seq)
+        owner = self.plan.workstreams.get(message.workstream)
+        if owner is None:
+            self._reject(
+                message, "unknown_workstream", f"the plan has no workstream {message.workstream!r}"
+            )
+            return
+        if owner.orchestrator != name:
+            self._reject(
+                message,
+                "not_owner",
+                f"workstream {message.workstream} belongs to {owner.orchestrator}, not to {name}",
+            )
+            return
+        change = AddDependency(
+            workstream=message.workstream,
+            depends_on=message.depends_on,
+            source=name,
+            reason=message.reason,
+        )
+        try:
+            self._plan_change(change)
+        except EngineError as exc:
+            self._reject(message, exc.code, exc.message)
+            return
+        self._heard_from(name)
 
     def _heard_from(self, orchestrator: str) -> None:
         self._resolve_condition("orchestrator_stalled", orchestrator, "heard from it again")
