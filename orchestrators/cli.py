@@ -2,12 +2,13 @@
 
     pixels-orchestrator report NAME --workstream WS --status S [--progress P] [--blocker TEXT]
     pixels-orchestrator escalate NAME --issue TEXT [--type T] [--severity S] [--workstream WS ...]
+    pixels-orchestrator depend NAME --workstream WS --on DEP [--reason TEXT]
     pixels-orchestrator outbox NAME
 
-``report`` and ``escalate`` first put the message in NAME's outbox (on disk: from then on it is
-never lost), then deliver everything the outbox holds until the daemon acked it all or ``--wait``
-runs out. What is left goes with the next run (of any command that delivers, for that NAME and
-outbox). ``outbox`` lists what is waiting, without contacting the daemon.
+``report``, ``escalate`` and ``depend`` first put the message in NAME's outbox (on disk: from then
+on it is never lost), then deliver everything the outbox holds until the daemon acked it all or
+``--wait`` runs out. What is left goes with the next run (of any command that delivers, for that
+NAME and outbox). ``outbox`` lists what is waiting, without contacting the daemon.
 
 Start-up matters less than for pixelsctl, but ``--help`` and ``outbox`` stay free of zmq and anyio:
 the client is imported only by the commands that deliver.
@@ -213,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_delivery(escalate)
 
+    depend = command(
+        "depend",
+        "Report a dependency found while implementing (WS must wait for DEP) and deliver.",
+    )
+    depend.add_argument("--workstream", metavar="WS", type=_name, required=True, help="e.g. WS-10")
+    depend.add_argument(
+        "--on", metavar="DEP", type=_name, required=True, help="what it must wait for, e.g. WS-05"
+    )
+    depend.add_argument("--reason", metavar="TEXT", type=_text, default="", help="why")
+    _add_delivery(depend)
+
     outbox = command("outbox", "List the messages waiting in NAME's outbox (no daemon needed).")
     _add_location(outbox)
     outbox.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -231,12 +243,20 @@ def outbox_path(opts: argparse.Namespace) -> Path:
 
 
 def build_message(opts: argparse.Namespace) -> Durable:
-    """The status or escalation the command line describes (checked like the daemon would)."""
+    """The status, escalation or dependency the command line describes (checked like the daemon
+    would)."""
     from orchestrators.outbox import InvalidMessage, check_message
-    from protocol.messages import Escalation, Status, WorkstreamReport
+    from protocol.messages import DependencyFound, Escalation, Status, WorkstreamReport
 
     message: Durable
-    if opts.command == "report":
+    if opts.command == "depend":
+        message = DependencyFound(
+            orchestrator=opts.name,
+            workstream=opts.workstream,
+            depends_on=opts.on,
+            reason=opts.reason,
+        )
+    elif opts.command == "report":
         report = WorkstreamReport(
             status=opts.status, progress=opts.progress, blocker=opts.blocker or None
         )
@@ -372,6 +392,7 @@ def run_outbox(opts: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": run_deliver,
     "escalate": run_deliver,
+    "depend": run_deliver,
     "outbox": run_outbox,
 }
 

@@ -266,3 +266,40 @@ def test_report_to_a_real_pixelsd(state_dir: Path) -> None:
         assert (ws["status"], ws["progress"]) == ("in_progress", 0.4)
     finally:
         daemon.close()
+
+
+def test_depend_to_a_real_pixelsd(state_dir: Path) -> None:
+    """`depend` adds a discovered dependency (exit 0); one closing a cycle is refused (exit 1)."""
+    daemon = DaemonProcess(state_dir).start()
+    try:
+
+        def depend(ws: str, dep: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    str(BIN / "pixels-orchestrator"),
+                    "depend",
+                    NAME,
+                    "--workstream",
+                    ws,
+                    "--on",
+                    dep,
+                    "--reason",
+                    "found while implementing",
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+
+        added = depend("WS-03", "WS-02")
+        assert added.returncode == EXIT_OK, added.stderr
+        [change] = ctl(state_dir, "plan_changes")
+        assert (change["workstream"], change["source"]) == ("WS-03", NAME)
+        cycle = depend("WS-01", "WS-03")
+        assert cycle.returncode == 1
+        assert "cycle: WS-01 -> WS-03 -> WS-01" in cycle.stderr
+    finally:
+        daemon.close()
