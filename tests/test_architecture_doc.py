@@ -1,4 +1,4 @@
-"""docs/architecture.md's state-machine diagram is the one generated from core/machine.py's table."""
+"""docs/architecture.md's state diagram is the one generated from core/machine.py's table."""
 
 from __future__ import annotations
 

@@ -328,3 +328,14 @@ def test_discovered_dependency_on_another_domains_workstream_is_refused() -> Non
     out = replies(d)
     assert isinstance(out[0], Error)
     assert (out[0].code, out[0].rejected_seq) == ("not_owner", 1)
+
+
+def test_discovered_dependency_on_an_unknown_workstream_is_refused_and_consumed() -> None:
+    """A depends_on the plan lacks is unknown_workstream (a bus error code), consumed."""
+    d = make()
+    d.on_bus_frame(ROUTE, dependency(1, "WS-03", "WS-99"), NOW)
+    out = replies(d)
+    assert isinstance(out[0], Error)
+    assert (out[0].code, out[0].rejected_seq) == ("unknown_workstream", 1)
+    assert "WS-99" in out[0].message
+    assert d.ctl_plan_changes({}, NOW) == []

@@ -1346,11 +1346,11 @@ class _Run:
         name = message.orchestrator
         self._consume(name, message.seq)
         owner = self.plan.workstreams.get(message.workstream)
-        if owner is None:
-            self._reject(
-                message, "unknown_workstream", f"the plan has no workstream {message.workstream!r}"
-            )
-            return
+        for ws_id in (message.workstream, message.depends_on):
+            if ws_id not in self.plan.workstreams:
+                self._reject(message, "unknown_workstream", f"the plan has no workstream {ws_id!r}")
+                return
+        assert owner is not None  # checked just above
         if owner.orchestrator != name:
             self._reject(
                 message,
