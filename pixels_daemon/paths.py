@@ -6,6 +6,12 @@ Layout under a state dir (``--state-dir DIR``)::
     DIR/pixelsd.lock     held (flock) by the running daemon: a second daemon on DIR fails loudly
     DIR/run/bus.sock     ROUTER for orchestrators   (ipc://; the runtime dir may be moved)
     DIR/run/ctl.sock     ROUTER for pixelsctl
+    DIR/run/events.sock  XPUB of live events for `pixelsctl watch`
+    DIR/clock.json       the scaled clock's anchor when --time-scale is not 1 (clock.py)
+    DIR/reports/         week_NN_status.md, completion_report.md
+    DIR/status/          meta_status.json (kept current, written atomically)
+    DIR/decisions/       ADRs
+    DIR/logs/            logs the daemon or its orchestrators write there
 
 Lean on purpose: pixelsctl imports this module and its start-up time is benchmarked, so it uses
 os.path and a plain class (pathlib costs ~5 ms of imports, dataclasses another ~10 ms via inspect).
@@ -94,8 +100,36 @@ class StatePaths:
         return self.runtime_dir / "ctl.sock"
 
     @property
+    def events_socket(self) -> Path:
+        return self.runtime_dir / "events.sock"
+
+    @property
+    def clock(self) -> Path:
+        return self.state_dir / "clock.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.state_dir / "reports"
+
+    @property
+    def status(self) -> Path:
+        return self.state_dir / "status"
+
+    @property
+    def decisions(self) -> Path:
+        return self.state_dir / "decisions"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
     def bus_endpoint(self) -> str:
         return ipc_endpoint(self.bus_socket)
+
+    @property
+    def events_endpoint(self) -> str:
+        return ipc_endpoint(self.events_socket)
 
     @property
     def ctl_endpoint(self) -> str:
@@ -137,6 +171,14 @@ def ctl_endpoint(state_dir: str | None, endpoint: str | None) -> str:
     if env:
         return env
     return _socket_endpoint(_default_state_dir(), "ctl.sock")
+
+
+def events_endpoint(state_dir: str | None, endpoint: str | None) -> str:
+    """Where `pixelsctl watch` subscribes: --endpoint, else --state-dir, else the default state
+    dir (the events socket sits beside ctl.sock)."""
+    if endpoint:
+        return endpoint
+    return _socket_endpoint(state_dir or _default_state_dir(), "events.sock")
 
 
 def bus_endpoint(state_dir: str | None, endpoint: str | None) -> str:
