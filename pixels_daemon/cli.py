@@ -12,15 +12,24 @@ Exit status: 0 clean stop, 1 cannot start (state dir in use, unusable paths, unr
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pixels_daemon import __version__
+from pixels_daemon.core.engine import DEFAULT_CONFIG
 from pixels_daemon.daemon import DEFAULT_HEARTBEAT_S, DEFAULT_SNAPSHOT_EVERY
 from pixels_daemon.paths import PathError, default_state_dir
 from pixels_daemon.plan import Plan, PlanError, load_plan
+from pixels_daemon.schedule import (
+    DEFAULT_CHECK_INTERVAL_S,
+    DEFAULT_POLL_INTERVAL_S,
+    DEFAULT_REPORT_AT,
+    DEFAULT_REPORT_TZ,
+)
 
 EXIT_CANNOT_START = 1
 EXIT_USAGE = 2
@@ -29,6 +38,9 @@ _SUBCOMMANDS = ("run", "check-plan", "init")
 
 #: The spec's runtime layout, made by ``pixelsd init`` under the state dir.
 ORCHESTRATION_DIRS = ("logs", "status", "decisions", "reports")
+
+#: The least real time a poll is given to be answered, whatever the time scale.
+MIN_POLL_TIMEOUT_REAL_S = 1.0
 
 #: Where ``init`` finds the repro scripts: $PIXELS_REPRO_DIR, else the checkout's repro/.
 ENV_REPRO_DIR = "PIXELS_REPRO_DIR"
@@ -117,11 +129,56 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "or write them at once",
     )
     parser.add_argument(
-        "--tick",
+        "--check-interval",
+        "--tick",  # the 0.1 spelling, kept working
+        dest="check_interval",
         type=_positive_seconds,
-        default=60.0,
+        default=DEFAULT_CHECK_INTERVAL_S,
         metavar="SECONDS",
-        help="how often the time-based rules (stall, overrun, blocker ageing) run (default 60)",
+        help="how often the time-based rules (stall, overrun, blocker ageing) run "
+        f"(default {DEFAULT_CHECK_INTERVAL_S:g})",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_positive_seconds,
+        default=DEFAULT_POLL_INTERVAL_S,
+        metavar="SECONDS",
+        help=f"poll connected orchestrators this often (default {DEFAULT_POLL_INTERVAL_S:g}: 4 h)",
+    )
+    parser.add_argument(
+        "--poll-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_CONFIG.poll_timeout_s,
+        metavar="SECONDS",
+        help="a poll unanswered this long is missed (default "
+        f"{DEFAULT_CONFIG.poll_timeout_s:g}; never less than 1 real second)",
+    )
+    parser.add_argument(
+        "--report-at",
+        default=DEFAULT_REPORT_AT,
+        metavar="'DAY HH:MM'",
+        help=f"when the weekly report is written (default '{DEFAULT_REPORT_AT}')",
+    )
+    parser.add_argument(
+        "--report-tz",
+        default=DEFAULT_REPORT_TZ,
+        metavar="ZONE",
+        help=f"time zone of --report-at and of times in reports (default {DEFAULT_REPORT_TZ})",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_positive_number,
+        default=1.0,
+        metavar="N",
+        help="one real second counts as N seconds for every rule and schedule (default 1; "
+        "the demo runs 12 weeks in minutes). Kept in STATE_DIR/clock.json across restarts",
+    )
+    parser.add_argument(
+        "--sim-start",
+        metavar="ISO8601",
+        help="with --time-scale: the simulated instant the clock starts at, e.g. "
+        "2026-01-05T09:00 (in --report-tz unless it has an offset); default now. Ignored when "
+        "STATE_DIR/clock.json already anchors the clock",
     )
     parser.add_argument(
         "--log-format",
@@ -130,6 +187,16 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="console lines, JSON lines, or native journald entries; auto (default): journal when "
         "stderr is the journal (under systemd), else console",
     )
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -251,24 +318,46 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
     # Imported here: check-plan and --help stay fast and need no sockets.
     import anyio
 
+    from pixels_daemon.clock import ClockError, ScaledClock
     from pixels_daemon.core.engine import EngineConfig
     from pixels_daemon.logconfig import configure_logging
+    from pixels_daemon.paths import StatePaths
+    from pixels_daemon.schedule import Schedule, ScheduleError, parse_report_at, parse_zone
     from pixels_daemon.server import Config, DaemonError, Server, run_server
     from pixels_daemon.store import StoreError
 
     configure_logging(args.log_format)
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    try:
+        tz = parse_zone(args.report_tz)
+        sched = Schedule(
+            poll_interval_s=args.poll_interval,
+            check_interval_s=args.check_interval,
+            report_at=parse_report_at(args.report_at),
+            report_tz=tz,
+        )
+        start = _parse_instant(args.sim_start, tz) if args.sim_start else None
+    except ScheduleError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        clock = ScaledClock.resume(StatePaths.under(state_dir).clock, args.time_scale, start)
+    except (ClockError, OSError) as exc:
+        return _fail(str(exc), EXIT_CANNOT_START)
+    # A poll's answer travels in real time: at high scales the timeout must still be at least a
+    # real second, or every poll would count as missed.
+    poll_timeout = max(args.poll_timeout, MIN_POLL_TIMEOUT_REAL_S * clock.scale)
     config = Config(
-        state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(),
+        state_dir=state_dir,
         runtime_dir=Path(args.runtime_dir) if args.runtime_dir else None,
         synchronous=args.synchronous,
         heartbeat_s=args.heartbeat,
         snapshot_every=args.snapshot_every,
-        engine=EngineConfig(adr_mode=args.adr_mode),
-        tick_s=args.tick,
+        engine=EngineConfig(adr_mode=args.adr_mode, poll_timeout_s=poll_timeout),
+        schedule=sched,
     )
     startup_errors = (DaemonError, StoreError, PathError)
     try:
-        server = Server(config, plan)
+        server = Server(config, plan, clock=clock)
         anyio.run(run_server, server)
     except startup_errors as exc:
         return _fail(str(exc), EXIT_CANNOT_START)
@@ -281,6 +370,21 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _parse_instant(text: str, tz: ZoneInfo) -> float:
+    """An ISO 8601 date or date-time; without an offset it is in ``tz``."""
+    from pixels_daemon.schedule import ScheduleError
+
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ScheduleError(
+            f"--sim-start {text!r} is not an ISO 8601 date-time; use e.g. 2026-01-05T09:00"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when.timestamp()
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pixels_daemon.core import engine, ingest
 from pixels_daemon.core.machine import EngineError
 from pixels_daemon.core.state import CORE_VERSION, State
 from pixels_daemon.core.views import (
+    LIVENESS_HEARTBEATS,
     decision_view,
     decision_views,
     escalation_view,
@@ -42,6 +44,7 @@ from pixels_daemon.core.views import (
 )
 from pixels_daemon.plan import Plan
 from pixels_daemon.ratelimit import RateLimitedLog
+from pixels_daemon.schedule import week_of
 from pixels_daemon.store import EventStore, NewEvent
 from pixels_daemon.when import WhenError, parse_when
 from protocol import codec
@@ -54,6 +57,7 @@ from protocol.messages import (
     ErrorCode,
     Heartbeat,
     Message,
+    Poll,
     Register,
     Reply,
     Request,
@@ -121,10 +125,14 @@ class Daemon:
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         clock: Callable[[], float],
         config: engine.EngineConfig = engine.DEFAULT_CONFIG,
+        time_scale: float = 1.0,
     ) -> None:
         self.plan = plan
         self.config = config
         self.heartbeat_s = heartbeat_s
+        #: Heartbeats are real seconds; the clock may run time_scale times faster. Liveness is
+        #: judged on the clock, so its window is heartbeat_s * time_scale of clock time.
+        self.time_scale = time_scale
         self.snapshot_every = snapshot_every
         self.clock = clock
         self.ownership = _ownership(plan)
@@ -211,6 +219,37 @@ class Daemon:
         """The encoded state as of log position ``last_id`` (call right after its commit)."""
         self._last_snapshot = last_id
         return msgspec.msgpack.encode(self.state)
+
+    # --- time ----------------------------------------------------------------------------------
+
+    @property
+    def liveness_s(self) -> float:
+        """The heartbeat interval in clock time (what the liveness window is measured against)."""
+        return self.heartbeat_s * self.time_scale
+
+    @property
+    def poll_deadline_s(self) -> float:
+        """The poll timeout in real seconds, as told to orchestrators on the wire."""
+        return self.config.poll_timeout_s / self.time_scale
+
+    def connected(self, now: float) -> list[str]:
+        """Orchestrators heard from within the liveness window and reachable (plan order)."""
+        window = LIVENESS_HEARTBEATS * self.liveness_s
+        return [
+            name
+            for name in self.plan.orchestrators
+            if name in self.routes and now - self.last_seen.get(name, -math.inf) <= window
+        ]
+
+    def plan_start(self) -> float | None:
+        """Week 1's start: configured, else when the first orchestrator activated."""
+        if self.config.plan_start is not None:
+            return self.config.plan_start
+        return self.state.plan_started_at
+
+    def current_week(self, now: float) -> int | None:
+        start = self.plan_start()
+        return None if start is None else week_of(now, start)
 
     # --- the bus -------------------------------------------------------------------------------
 
@@ -358,7 +397,9 @@ class Daemon:
         are connected (one that is not gets its standing orders when it registers)."""
         out = []
         for effect in effects:
-            command = _command_of(effect)
+            command: Message | None = _command_of(effect)
+            if isinstance(effect, engine.SendPoll):
+                command = Poll(deadline_s=self.poll_deadline_s)
             if command is None:
                 continue
             route = self.routes.get(effect.orchestrator)  # type: ignore[union-attr]
@@ -439,13 +480,13 @@ class Daemon:
 
     def ctl_status(self, args: dict[str, object], now: float) -> object:
         """The whole picture: phase, orchestrators, workstreams, blockers, open escalations."""
-        return status_view(self.plan, self.state, self.last_seen, now, self.heartbeat_s)
+        return status_view(self.plan, self.state, self.last_seen, now, self.liveness_s)
 
     def ctl_workstreams(self, args: dict[str, object], now: float) -> object:
         return workstream_views(self.plan, self.state)
 
     def ctl_orchestrators(self, args: dict[str, object], now: float) -> object:
-        return orchestrator_views(self.plan, self.state, self.last_seen, now, self.heartbeat_s)
+        return orchestrator_views(self.plan, self.state, self.last_seen, now, self.liveness_s)
 
     def ctl_escalations(self, args: dict[str, object], now: float) -> object:
         """Unresolved escalations (all: every one)."""
@@ -530,6 +571,27 @@ class Daemon:
             reason=_opt(args, "reason"),
         )
         return self._plan_change(event, now)
+
+    def ctl_poll(self, args: dict[str, object], now: float) -> object:
+        """Poll every connected orchestrator now (as the 4-hourly schedule does)."""
+        names = self.connected(now)
+        if names:
+            self.apply_event(engine.PollAll(orchestrators=names), now)
+        return {"polled": names, "deadline_s": self.poll_deadline_s}
+
+    def ctl_report_now(self, args: dict[str, object], now: float) -> object:
+        """Write this week's report now (the server writes the file before the reply leaves)."""
+        week = self.current_week(now)
+        if week is None:
+            raise CtlError(
+                "not_found",
+                "the plan has not started (no orchestrator activated yet): there is no week to "
+                "report on",
+            )
+        self.apply_event(engine.ReportDue(week=week, reason="operator"), now)
+        from pixels_daemon.reports import report_filename
+
+        return {"week": week, "path": f"reports/{report_filename(week)}"}
 
     def ctl_plan_defer(self, args: dict[str, object], now: float) -> object:
         event = engine.Defer(workstream=_arg(args, "workstream"), reason=_opt(args, "reason"))
@@ -616,4 +678,6 @@ _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] =
     "plan_drop_dep": Daemon.ctl_plan_drop_dep,
     "plan_estimate": Daemon.ctl_plan_estimate,
     "plan_defer": Daemon.ctl_plan_defer,
+    "poll": Daemon.ctl_poll,
+    "report_now": Daemon.ctl_report_now,
 }

@@ -11,9 +11,11 @@ begins. SIGHUP reloads the plan file (validated first; a bad file keeps the curr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import signal
 import stat
@@ -28,7 +30,10 @@ import anyio.abc
 import structlog
 import zmq
 import zmq.asyncio
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from pixels_daemon import schedule
+from pixels_daemon.clock import ScaledClock
 from pixels_daemon.core import engine
 from pixels_daemon.core.machine import EngineError
 from pixels_daemon.core.views import escalation_views, orchestrator_views, phase_of
@@ -69,7 +74,9 @@ LINGER_MS = 500
 STATUS_INTERVAL_S = 1.0
 
 
-DEFAULT_TICK_S = 60.0
+#: Queued scheduler wake-ups. Each kind is idempotent (a tick, a poll round, a report), so a
+#: full queue drops the extra wake-up instead of blocking APScheduler's callback.
+WAKE_QUEUE = 16
 
 
 class DaemonError(Exception):
@@ -87,9 +94,8 @@ class Config:
     bus_endpoint: str | None = None  # default: ipc under the runtime dir
     ctl_endpoint: str | None = None
     engine: engine.EngineConfig = engine.DEFAULT_CONFIG
-    #: Seconds between ticks of the time-based rules. Their thresholds are hours (24 h stall,
-    #: 24/48 h blocker ageing), so a minute's resolution is plenty and costs nothing idle.
-    tick_s: float = DEFAULT_TICK_S
+    #: Polls, rule checks and the weekly report, in the clock's (possibly scaled) time.
+    schedule: schedule.Schedule = schedule.DEFAULT_SCHEDULE
 
     @property
     def paths(self) -> StatePaths:
@@ -181,6 +187,15 @@ def _drain(sock: zmq.Socket[bytes], limit: int) -> list[list[bytes]]:
     return frames
 
 
+def _write_files(files: list[tuple[Path, str]]) -> None:
+    """Write each file atomically: a reader sees the old file or the new one, never half."""
+    for path, text in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, path)
+
+
 def _split(frames: list[bytes]) -> tuple[tuple[bytes, ...], bytes] | None:
     """[identity, payload] (DEALER) or [identity, b"", payload] (REQ) -> (route, payload)."""
     if len(frames) == 2:
@@ -202,6 +217,8 @@ class Server:
     ) -> None:
         self.config = config
         self.plan = plan
+        #: The scaled clock the schedules run on; a plain callable (tests) is the wall clock.
+        self.sclock = clock if isinstance(clock, ScaledClock) else ScaledClock(1.0, real=clock)
         self.clock = clock
         self.paths = config.paths
         self.bus_endpoint = config.bus_endpoint or self.paths.bus_endpoint
@@ -212,6 +229,7 @@ class Server:
             snapshot_every=config.snapshot_every,
             clock=clock,
             config=config.engine,
+            time_scale=self.sclock.scale,
         )
         self.stopping = anyio.Event()
         #: Set once both sockets are bound and served (what READY=1 will announce).
@@ -227,6 +245,7 @@ class Server:
         self._status_sent = ""
         # Set by request_reload(); a burst of SIGHUPs coalesces into one reload.
         self._reload_wanted = anyio.Event()
+        self._meta_written: dict[str, object] | None = None
 
     def stop(self) -> None:
         """Ask the server to shut down gracefully (safe from a signal handler on the loop)."""
@@ -295,7 +314,7 @@ class Server:
                 self._tg = tg
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
-                tg.start_soon(self._tick_loop)
+                tg.start_soon(self._schedule_loop)
                 tg.start_soon(self._resume_gate_checks)
                 tg.start_soon(self._reload_loop)
                 if self.notifier.watchdog_interval_s is not None:
@@ -365,6 +384,10 @@ class Server:
         except StoreError as exc:
             log.critical("commit_failed", error=str(exc))
             return await anyio.to_thread.run_sync(daemon.recover, store, batch), [], False
+        if batch.rows:
+            # Under the core lock, before anyone is answered: `pixelsctl report --now` finds the
+            # file written, and a report shows exactly the state that was committed.
+            await self._write_documents(batch.effects)
         return daemon.replies(batch), batch.effects, True
 
     async def apply_event(self, event: engine.Event) -> bool:
@@ -406,6 +429,10 @@ class Server:
                     log.info("orchestrator_activated", orchestrator=name, reason=reason)
                 case engine.DecisionOpened(decision=dec):
                     log.info("decision_opened", decision=dec)
+                case engine.PollMissed(orchestrator=name, missed=missed):
+                    log.warning("poll_missed", orchestrator=name, missed_in_a_row=missed)
+                case engine.PlanCompleted():
+                    log.info("plan_completed")
                 case engine.Inhibition(escalation=esc_id, by=by):
                     log.info(
                         "escalation_inhibited" if by else "escalation_released",
@@ -434,20 +461,116 @@ class Server:
 
     def _write_adr(self, effect: engine.WriteAdr) -> None:
         """Write STATE_DIR/decisions/FILE atomically (a reader never sees half an ADR)."""
-        folder = self.paths.state_dir / "decisions"
+        folder = self.paths.decisions
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{effect.filename}.tmp"
         tmp.write_text(effect.text)
         os.replace(tmp, folder / effect.filename)
         log.info("adr_written", decision=effect.decision, file=str(folder / effect.filename))
 
-    async def _tick_loop(self) -> None:
-        """Time passing, for the rules that depend on it (stalls, overruns, blocker ageing,
-        re-notification). The first tick runs at once: on a fresh log it activates the plan's
-        first orchestrators; after a restart it catches up with the time the daemon was down."""
-        while True:
-            await self.apply_event(engine.Tick(last_seen=dict(self.daemon.last_seen)))
-            await anyio.sleep(self.config.tick_s)
+    # --- time: the schedule ------------------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        """Run the rules once now (on a fresh log this activates the plan's first orchestrators;
+        after a restart it catches up with the time the daemon was down), write the weekly report
+        a downtime skipped, then serve APScheduler's wake-ups until cancelled."""
+        await self._scheduled("check")
+        await self._catch_up_report()
+        send, receive = anyio.create_memory_object_stream[str](WAKE_QUEUE)
+
+        async def wake(kind: str) -> None:
+            # A coroutine job: APScheduler's AsyncIOExecutor runs it on this loop (a plain
+            # function would run on its thread pool).
+            with contextlib.suppress(anyio.WouldBlock):
+                send.send_nowait(kind)
+
+        sched = self.config.schedule
+        clock = self.sclock
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=schedule.UTC)
+        jobs = {
+            "check": schedule.interval_trigger(sched.check_interval_s, clock),
+            "poll": schedule.interval_trigger(sched.poll_interval_s, clock),
+            "report": schedule.ScaledTrigger(sched.report_trigger(), clock),
+        }
+        for kind, trigger in jobs.items():
+            # coalesce: a blocked loop runs a job once, not once per missed period; no grace
+            # limit: a late run is still right (each job is judged against the clock when it runs).
+            scheduler.add_job(
+                wake,
+                trigger,
+                args=[kind],
+                id=kind,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+        scheduler.start()
+        try:
+            async with receive:
+                async for kind in receive:
+                    await self._scheduled(kind)
+        finally:
+            scheduler.shutdown(wait=False)
+
+    async def _scheduled(self, kind: str) -> None:
+        daemon = self.daemon
+        if kind == "check":
+            await self.apply_event(engine.Tick(last_seen=dict(daemon.last_seen)))
+        elif kind == "poll":
+            names = daemon.connected(self.clock())
+            if names:
+                await self.apply_event(engine.PollAll(orchestrators=names))
+        elif kind == "report":
+            week = daemon.current_week(self.clock())
+            if week is None:
+                log.info("report_skipped", reason="the plan has not started")
+                return
+            await self.apply_event(engine.ReportDue(week=week))
+
+    async def _catch_up_report(self) -> None:
+        """A Friday that passed while the daemon was down gets its report once, now."""
+        daemon = self.daemon
+        week = schedule.missed_report(
+            self.config.schedule,
+            daemon.state.reports,
+            daemon.plan_start(),
+            self.clock(),
+        )
+        if week is not None:
+            log.info("report_catch_up", week=week)
+            await self.apply_event(engine.ReportDue(week=week, reason="catch_up"))
+
+    async def _write_documents(self, effects: list[engine.Effect]) -> None:
+        """The files people read, from the state just committed: reports the effects ask for,
+        and status/meta_status.json whenever its content changed."""
+        try:  # TEMPORARY until reports.py lands
+            from pixels_daemon import reports
+        except ImportError:
+            return
+
+        daemon = self.daemon
+        now = self.clock()
+        tz = self.config.schedule.report_tz
+        files: list[tuple[Path, str]] = []
+        for effect in effects:
+            if isinstance(effect, engine.WriteReport):
+                text = reports.weekly_report(
+                    daemon.plan, daemon.state, now, effect.week, daemon.config, tz
+                )
+                files.append((self.paths.reports / reports.report_filename(effect.week), text))
+            elif isinstance(effect, engine.PlanCompleted):
+                text = reports.completion_report(daemon.plan, daemon.state, now, daemon.config, tz)
+                files.append((self.paths.reports / "completion_report.md", text))
+        meta = reports.meta_status(daemon.plan, daemon.state, now)
+        compared = {k: v for k, v in meta.items() if k != "updated_at"}
+        if compared != self._meta_written:
+            self._meta_written = compared
+            files.append((self.paths.status / "meta_status.json", json.dumps(meta, indent=2)))
+        if files:
+            await anyio.to_thread.run_sync(_write_files, files)
+            for path, _ in files:
+                if path.name != "meta_status.json":
+                    log.info("report_written", file=str(path))
 
     async def _resume_gate_checks(self) -> None:
         """Checks that were running when the daemon stopped never reported: run them again."""

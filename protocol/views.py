@@ -14,7 +14,8 @@ class OrchestratorView(Struct, kw_only=True):
 
     connection: "connected" (heard from within 3 heartbeats), "silent" (known but not heard from
     lately) or "never_seen". last_seen: unix seconds of the last message of any kind, or null.
-    acked_seq: highest durable seq applied.
+    acked_seq: highest durable seq applied. missed_polls: polls in a row it let pass their
+    deadline (0 once it answers one).
     """
 
     name: str
@@ -25,6 +26,7 @@ class OrchestratorView(Struct, kw_only=True):
     acked_seq: int
     status: str
     workstreams: list[str]
+    missed_polls: int = 0
 
 
 class WorkstreamView(Struct, kw_only=True):

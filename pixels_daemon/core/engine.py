@@ -138,9 +138,18 @@ class EngineConfig(Struct, frozen=True, kw_only=True):
     adr_mode: AdrMode = "approve"
     slip_tolerance_days: float = 7.0
     plan_start: float | None = None
+    #: A poll unanswered this long is missed (counted; a run of them as long as stall_s is a
+    #: stall). 10 min: orchestrators answer from their last known state, in well under a second.
+    poll_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("stall_s", "blocker_escalate_s", "blocker_critical_s", "renotify_s"):
+        for name in (
+            "stall_s",
+            "blocker_escalate_s",
+            "blocker_critical_s",
+            "renotify_s",
+            "poll_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if not self.overrun_ratio > 0:
@@ -287,9 +296,25 @@ class Defer(_Event, frozen=True, tag="defer"):
     reason: str = ""
 
 
+class PollAll(_Event, frozen=True, tag="poll_all"):
+    """The poll schedule (or an operator) polls these orchestrators: the connected ones."""
+
+    orchestrators: list[str] = []
+
+
+class ReportDue(_Event, frozen=True, tag="report_due"):
+    """Week ``week``'s report is to be written now (schedule: Friday; reason "catch_up" after
+    downtime; "operator" for `pixelsctl report --now`)."""
+
+    week: int
+    reason: str = "schedule"
+
+
 Event = (
     Received
     | Tick
+    | PollAll
+    | ReportDue
     | GateCheckResult
     | CheckGate
     | Halt
@@ -424,6 +449,30 @@ class WriteAdr(_Effect, frozen=True, tag="write_adr"):
     text: str
 
 
+class SendPoll(_Effect, frozen=True, tag="send_poll"):
+    """Send ``poll`` to the orchestrator (answer due within the poll timeout)."""
+
+    orchestrator: str
+
+
+class PollMissed(_Effect, frozen=True, tag="poll_missed"):
+    """The orchestrator let a poll pass its deadline; ``missed`` in a row so far."""
+
+    orchestrator: str
+    missed: int
+
+
+class WriteReport(_Effect, frozen=True, tag="write_report"):
+    """Render and write week ``week``'s status report (reports.weekly_report of the state)."""
+
+    week: int
+
+
+class PlanCompleted(_Effect, frozen=True, tag="plan_completed"):
+    """Every workstream complete (or deferred) and every gate passed: write the completion
+    report."""
+
+
 Effect = (
     StartOrchestrator
     | StartWorkstream
@@ -438,6 +487,10 @@ Effect = (
     | Notify
     | Inhibition
     | DecisionOpened
+    | SendPoll
+    | PollMissed
+    | WriteReport
+    | PlanCompleted
     | WriteAdr
 )
 
@@ -757,11 +810,21 @@ class _Run:
                 elif isinstance(message, DependencyFound):
                     self._dependency_found(message)
                 else:
+                    if isinstance(message, PollReply):
+                        self._poll_answered(message.orchestrator)
                     self._status(message)
             case Tick(last_seen=last_seen):
                 presence = last_seen
                 self._settle()
+                self._poll_deadlines()
                 self._renotify()
+            case PollAll(orchestrators=names):
+                self._poll(names)
+            case ReportDue(week=week):
+                if week < 1:
+                    raise BadRequest(f"week {week}: weeks are numbered from 1")
+                self.state.reports[week] = self.now
+                self.emit(WriteReport(week=week))
             case GateCheckResult():
                 self._gate_result(event)
             case CheckGate(gate=gate):
@@ -779,6 +842,7 @@ class _Run:
         self._settle()
         self._conditions(presence)
         self._inhibition()
+        self._completion()
         return self.effects
 
     def _progress_only(self, message: Status) -> bool:
@@ -1371,6 +1435,51 @@ class _Run:
             return
         self._heard_from(name)
 
+    # --- polls and completion --------------------------------------------------------------------
+
+    def _poll(self, names: list[str]) -> None:
+        """Poll each named orchestrator of the plan. A poll still pending keeps its sent time (a
+        mute orchestrator's deadline does not move because it was polled again)."""
+        for name in names:
+            self._check_orchestrator(name)
+        for name in dict.fromkeys(names):
+            orch = self.state.orchestrators[name]
+            if orch.poll_sent_at is None:
+                orch.poll_sent_at = self.now
+            self.emit(SendPoll(orchestrator=name))
+
+    def _poll_answered(self, name: str) -> None:
+        orch = self.state.orchestrators[name]
+        orch.poll_sent_at = None
+        orch.missed_polls = 0
+        orch.unanswered_since = None
+
+    def _poll_deadlines(self) -> None:
+        for name, orch in self.state.orchestrators.items():
+            sent = orch.poll_sent_at
+            if sent is None or self.now - sent < self.config.poll_timeout_s:
+                continue
+            orch.poll_sent_at = None
+            orch.missed_polls += 1
+            if orch.unanswered_since is None:
+                orch.unanswered_since = sent
+            # An effect on purpose: a tick that changes the state must say so, or it is not
+            # logged and a replay would miss the change.
+            self.emit(PollMissed(orchestrator=name, missed=orch.missed_polls))
+
+    def _completion(self) -> None:
+        """Mark the plan complete the first time every workstream is complete or deferred and
+        every gate has passed."""
+        state = self.state
+        if state.completed_at is not None:
+            return
+        if any(ws.status not in ("complete", "deferred") for ws in state.workstreams.values()):
+            return
+        if any(g.state != "passed" for g in state.gates.values()):
+            return
+        state.completed_at = self.now
+        self.emit(PlanCompleted())
+
     def _heard_from(self, orchestrator: str) -> None:
         self._resolve_condition("orchestrator_stalled", orchestrator, "heard from it again")
 
@@ -1668,18 +1777,25 @@ class _Run:
             heard = [t for t in (presence.get(o.id), orch.last_report) if t is not None]
             last = max(heard) if heard else None
             baseline = max(last, orch.activated_at) if last is not None else orch.activated_at
-            if self.now - baseline >= self.config.stall_s:
+            mute = orch.unanswered_since
+            if mute is not None and self.now - mute >= self.config.stall_s:
+                # Heartbeats but no answers: alive, not working. Counted as a stall.
+                last, baseline = mute, mute
+                seen = f"{orch.missed_polls} polls unanswered since {_iso(mute)}"
+            elif self.now - baseline >= self.config.stall_s:
                 seen = f"last heard {_iso(last)}" if last is not None else "never heard from"
-                yield _Spec(
-                    type="stall",
-                    kind="orchestrator_stalled",
-                    severity="high",
-                    affected=[],
-                    subject=o.id,
-                    issue=f"orchestrator {o.id} stalled: {seen}",
-                    help_needed=f"check that {o.id} is running and can reach pixelsd",
-                    details={"last_seen": float(last) if last is not None else 0.0},
-                )
+            else:
+                continue
+            yield _Spec(
+                type="stall",
+                kind="orchestrator_stalled",
+                severity="high",
+                affected=[],
+                subject=o.id,
+                issue=f"orchestrator {o.id} stalled: {seen}",
+                help_needed=f"check that {o.id} is running and can reach pixelsd",
+                details={"last_seen": float(last) if last is not None else 0.0},
+            )
 
     # --- operator: halt and resume -------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from pixels_daemon.core.machine import WsState
 #: Bump when the meaning of the state or of applying an event changes: snapshots taken by an older
 #: core are then ignored and the state is rebuilt from the log.
 #: 2: the coordination engine (machine states, holds, gates, escalation lifecycle, decisions).
-CORE_VERSION = 2
+#: 3: polls (pending, missed), reports written, plan completion.
+CORE_VERSION = 3
 
 
 class WorkstreamState(Struct, kw_only=True):
@@ -58,6 +59,11 @@ class OrchestratorState(Struct, kw_only=True):
     performance_metrics: dict[str, float] = field(default_factory=dict)
     activated_at: float | None = None
     holds: list[str] = field(default_factory=list)
+    #: Polls: when the unanswered poll was sent (None: none pending); how many in a row went
+    #: unanswered past their deadline, and since when (the stall clock for a mute orchestrator).
+    poll_sent_at: float | None = None
+    missed_polls: int = 0
+    unanswered_since: float | None = None
 
 
 class EscalationRecord(Struct, kw_only=True):
@@ -198,6 +204,8 @@ class State(Struct, kw_only=True):
     estimates: dict[str, list[int]] = field(default_factory=dict)  # ws -> [min_days, max_days]
     plan_changes: list[PlanChange] = field(default_factory=list)
     plan_started_at: float | None = None
+    reports: dict[int, float] = field(default_factory=dict)  # week -> when its report was written
+    completed_at: float | None = None  # every workstream complete (or deferred), every gate passed
 
 
 def initial_state(

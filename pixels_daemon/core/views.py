@@ -82,6 +82,7 @@ def orchestrator_views(
                 acked_seq=st.acked_seq,
                 status=st.status,
                 workstreams=[ws.id for ws in plan.workstreams_of(orch.id)],
+                missed_polls=st.missed_polls,
             )
         )
     return views
