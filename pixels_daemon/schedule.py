@@ -119,11 +119,18 @@ def _to_dt(t: float) -> dt.datetime:
 
 
 class ScaledTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
-    """An APScheduler trigger evaluated in the clock's simulated time, fired in real time."""
+    """An APScheduler trigger evaluated in the clock's simulated time, fired in real time.
+
+    The fire time handed to APScheduler is a datetime (microseconds); at scale N converting it
+    back loses up to N microseconds of simulated time, enough for a cron asked "after 16:59:59.9"
+    to fire the same Friday 17:00 again. So the exact simulated time of the last fire is kept
+    and used when APScheduler passes that fire back as ``previous_fire_time``.
+    """
 
     def __init__(self, inner: BaseTrigger, clock: ScaledClock) -> None:
         self.inner = inner
         self.clock = clock
+        self._last: tuple[dt.datetime, dt.datetime] | None = None  # (real, simulated)
 
     def get_next_fire_time(
         self, previous_fire_time: dt.datetime | None, now: dt.datetime
@@ -132,11 +139,20 @@ class ScaledTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships n
         sim_now = _to_dt(clock.to_sim(now.timestamp()))
         sim_prev = None
         if previous_fire_time is not None:
-            sim_prev = _to_dt(clock.to_sim(previous_fire_time.timestamp()))
+            last = self._last
+            if last is not None and last[0] == previous_fire_time:
+                sim_prev = last[1]
+            else:
+                sim_prev = _to_dt(clock.to_sim(previous_fire_time.timestamp()))
+            # "now" converted from the same truncated instant can fall just before the previous
+            # fire: never ask from before it.
+            sim_now = max(sim_now, sim_prev)
         nxt = self.inner.get_next_fire_time(sim_prev, sim_now)
         if nxt is None:
             return None
-        return dt.datetime.fromtimestamp(clock.to_real(nxt.timestamp()), tz=UTC)
+        real = dt.datetime.fromtimestamp(clock.to_real(nxt.timestamp()), tz=UTC)
+        self._last = (real, nxt)
+        return real
 
     def __str__(self) -> str:
         return f"scaled({self.inner}, x{self.clock.scale:g})"
