@@ -121,16 +121,20 @@ def _to_dt(t: float) -> dt.datetime:
 class ScaledTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type hints
     """An APScheduler trigger evaluated in the clock's simulated time, fired in real time.
 
-    The fire time handed to APScheduler is a datetime (microseconds); at scale N converting it
-    back loses up to N microseconds of simulated time, enough for a cron asked "after 16:59:59.9"
-    to fire the same Friday 17:00 again. So the exact simulated time of the last fire is kept
-    and used when APScheduler passes that fire back as ``previous_fire_time``.
+    The fire times handed to APScheduler are datetimes (microseconds): at scale N, converting one
+    back is off by up to N/2 microseconds of simulated time, enough for a cron asked "after
+    16:59:59.9" to fire the same Friday 17:00 again, and again. So the exact simulated time of
+    recent fires is remembered and used when APScheduler passes one back as
+    ``previous_fire_time`` (it does, more than once per run); an unknown one is converted with
+    the rounding error added, so it never lands before the fire it stands for.
     """
+
+    _REMEMBERED = 8
 
     def __init__(self, inner: BaseTrigger, clock: ScaledClock) -> None:
         self.inner = inner
         self.clock = clock
-        self._last: tuple[dt.datetime, dt.datetime] | None = None  # (real, simulated)
+        self._fired: dict[dt.datetime, dt.datetime] = {}  # real fire time -> simulated
 
     def get_next_fire_time(
         self, previous_fire_time: dt.datetime | None, now: dt.datetime
@@ -139,11 +143,10 @@ class ScaledTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships n
         sim_now = _to_dt(clock.to_sim(now.timestamp()))
         sim_prev = None
         if previous_fire_time is not None:
-            last = self._last
-            if last is not None and last[0] == previous_fire_time:
-                sim_prev = last[1]
-            else:
-                sim_prev = _to_dt(clock.to_sim(previous_fire_time.timestamp()))
+            sim_prev = self._fired.get(previous_fire_time)
+            if sim_prev is None:
+                error = 1e-6 * clock.scale  # a microsecond of real time, in clock time
+                sim_prev = _to_dt(clock.to_sim(previous_fire_time.timestamp()) + error)
             # "now" converted from the same truncated instant can fall just before the previous
             # fire: never ask from before it.
             sim_now = max(sim_now, sim_prev)
@@ -151,7 +154,9 @@ class ScaledTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships n
         if nxt is None:
             return None
         real = dt.datetime.fromtimestamp(clock.to_real(nxt.timestamp()), tz=UTC)
-        self._last = (real, nxt)
+        self._fired[real] = nxt
+        if len(self._fired) > self._REMEMBERED:
+            del self._fired[next(iter(self._fired))]  # the oldest
         return real
 
     def __str__(self) -> str:

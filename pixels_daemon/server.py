@@ -312,6 +312,11 @@ class Server:
             self._bus_raw = zmq.Socket.shadow(bus.underlying)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                # Before anyone is served: run the rules once (on a fresh log this activates the
+                # plan's first orchestrators; after a restart it catches up with the downtime)
+                # and write the weekly report a downtime skipped.
+                await self._scheduled("check")
+                await self._catch_up_report()
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
                 tg.start_soon(self._schedule_loop)
@@ -471,11 +476,7 @@ class Server:
     # --- time: the schedule ------------------------------------------------------------------
 
     async def _schedule_loop(self) -> None:
-        """Run the rules once now (on a fresh log this activates the plan's first orchestrators;
-        after a restart it catches up with the time the daemon was down), write the weekly report
-        a downtime skipped, then serve APScheduler's wake-ups until cancelled."""
-        await self._scheduled("check")
-        await self._catch_up_report()
+        """Serve APScheduler's wake-ups until cancelled."""
         send, receive = anyio.create_memory_object_stream[str](WAKE_QUEUE)
 
         async def wake(kind: str) -> None:
@@ -570,7 +571,7 @@ class Server:
             await anyio.to_thread.run_sync(_write_files, files)
             for path, _ in files:
                 if path.name != "meta_status.json":
-                    log.info("report_written", file=str(path))
+                    log.info("report_written", file=str(path), at=now)
 
     async def _resume_gate_checks(self) -> None:
         """Checks that were running when the daemon stopped never reported: run them again."""

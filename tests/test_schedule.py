@@ -182,3 +182,28 @@ async def test_asyncio_scheduler_runs_a_scaled_job_at_scaled_intervals() -> None
     # 0.05 s of loop latency is 2 clock hours at this scale: the bound says "about 4 h each".
     assert all(2 * HOUR < g < 6 * HOUR for g in gaps), gaps
     assert sum(gaps) == pytest.approx(12 * HOUR, abs=2 * HOUR)
+
+
+def test_the_same_previous_fire_asked_twice_gives_the_next_friday_both_times() -> None:
+    """APScheduler asks with the same previous_fire_time more than once per run (its run-time
+    list, then the next run): both answers are the next Friday, never the same one again."""
+    clock = ScaledClock(302_400, sim_origin=at("2026-03-26T09:00"), real=Real(1.7e9))
+    trigger = ScaledTrigger(BERLIN_FRIDAYS.report_trigger(), clock)
+    first = trigger.get_next_fire_time(None, dt.datetime.fromtimestamp(1.7e9, dt.UTC))
+    later = first + dt.timedelta(milliseconds=3)
+    answers = [trigger.get_next_fire_time(first, later) for _ in range(2)]
+    assert answers[0] == answers[1]
+    assert (
+        local(round(clock.to_sim(answers[0].timestamp()))).strftime("%m-%d %H:%M") == "04-03 17:00"
+    )
+
+
+def test_an_unremembered_previous_fire_never_maps_before_itself() -> None:
+    """A fire time the trigger did not hand out (another trigger's) still moves on."""
+    clock = ScaledClock(302_400, sim_origin=at("2026-03-26T09:00"), real=Real(1.7e9))
+    trigger = ScaledTrigger(BERLIN_FRIDAYS.report_trigger(), clock)
+    friday = ScaledTrigger(BERLIN_FRIDAYS.report_trigger(), clock).get_next_fire_time(
+        None, dt.datetime.fromtimestamp(1.7e9, dt.UTC)
+    )
+    nxt = trigger.get_next_fire_time(friday, friday)
+    assert local(round(clock.to_sim(nxt.timestamp()))).strftime("%m-%d %H:%M") == "04-03 17:00"
