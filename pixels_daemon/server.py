@@ -44,6 +44,7 @@ from pixels_daemon.daemon import (
     Daemon,
     Outgoing,
 )
+from pixels_daemon.events import EventFeed, EventPublisher, report_event
 from pixels_daemon.gaterunner import run_check
 from pixels_daemon.journal import log_escalation
 from pixels_daemon.paths import StatePaths, ipc_path
@@ -93,6 +94,9 @@ class Config:
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
     bus_endpoint: str | None = None  # default: ipc under the runtime dir
     ctl_endpoint: str | None = None
+    events_endpoint: str | None = (
+        None  # XPUB for `pixelsctl watch`; default: ipc in the runtime dir
+    )
     engine: engine.EngineConfig = engine.DEFAULT_CONFIG
     #: Polls, rule checks and the weekly report, in the clock's (possibly scaled) time.
     schedule: schedule.Schedule = schedule.DEFAULT_SCHEDULE
@@ -223,6 +227,9 @@ class Server:
         self.paths = config.paths
         self.bus_endpoint = config.bus_endpoint or self.paths.bus_endpoint
         self.ctl_endpoint = config.ctl_endpoint or self.paths.ctl_endpoint
+        self.events_endpoint = config.events_endpoint or self.paths.events_endpoint
+        self._events: EventPublisher | None = None
+        self._feed: EventFeed | None = None  # the state watchers last heard of
         self.daemon = Daemon(
             plan,
             heartbeat_s=config.heartbeat_s,
@@ -285,6 +292,7 @@ class Server:
                 self.notifier.status("starting: replaying the event log")
                 started = time.monotonic()
                 replayed = await anyio.to_thread.run_sync(self.daemon.replay, store)
+                self._feed = EventFeed(self.daemon.plan, self.daemon.state)
                 log.info(
                     "replayed",
                     events=store.last_id,
@@ -308,6 +316,7 @@ class Server:
         try:
             bus = _router(ctx, self.bus_endpoint)
             ctl = _router(ctx, self.ctl_endpoint)
+            self._events = EventPublisher(ctx, self.events_endpoint)
             log.info("listening", bus=self.bus_endpoint, ctl=self.ctl_endpoint, plan=self.plan.name)
             self._bus_raw = zmq.Socket.shadow(bus.underlying)
             async with anyio.create_task_group() as tg:
@@ -341,6 +350,9 @@ class Server:
             for sock in (bus, ctl):
                 if sock is not None:
                     sock.close(LINGER_MS)
+            if self._events is not None:
+                self._events.close()
+                self._events = None
             ctx.term()
             for endpoint in bound:  # only what this daemon bound: never a file it refused to touch
                 path = ipc_path(endpoint)
@@ -388,6 +400,7 @@ class Server:
                     )
         except StoreError as exc:
             log.critical("commit_failed", error=str(exc))
+            self._feed = None  # the state is rebuilt from the log: start watching it afresh
             return await anyio.to_thread.run_sync(daemon.recover, store, batch), [], False
         if batch.rows:
             # Under the core lock, before anyone is answered: `pixelsctl report --now` finds the
@@ -572,6 +585,25 @@ class Server:
             for path, _ in files:
                 if path.name != "meta_status.json":
                     log.info("report_written", file=str(path), at=now)
+        self._publish_changes(now, [path for path, _ in files if path.name.startswith("week_")])
+
+    def _publish_changes(self, now: float, written: list[Path]) -> None:
+        """Tell watchers what the committed batch changed. The diff is kept current even while
+        nobody watches (it costs O(workstreams) per batch, not per message), so a watcher that
+        just connected sees the very next change; it is only sent while someone listens."""
+        events = self._events
+        if events is None:
+            return
+        daemon = self.daemon
+        if self._feed is None:
+            self._feed = EventFeed(daemon.plan, daemon.state)
+            return
+        out = self._feed.changes(daemon.plan, daemon.state, now)
+        for path in written:
+            week = int(path.name.split("_")[1])
+            out.append(report_event(week, str(path), now))
+        if out and events.wants_events():
+            events.publish(out)
 
     async def _resume_gate_checks(self) -> None:
         """Checks that were running when the daemon stopped never reported: run them again."""
@@ -669,6 +701,7 @@ class Server:
                     log.error("reload_failed", error=str(exc), kept=self.plan.name)  # noqa: TRY400 - expected: one line, no traceback
                     return False
                 self.plan = plan
+                self._feed = EventFeed(plan, self.daemon.state)  # the old baseline is moot
                 self._status_sent = self.status_line()
             log.info("plan_reloaded", plan=plan.name, source=source, replayed=replayed)
             return True
