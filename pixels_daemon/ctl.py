@@ -30,6 +30,7 @@ import structlog, anyio, asyncio or sqlite3 here, nor anything from the daemon's
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import stat
@@ -42,7 +43,7 @@ import msgspec
 import zmq
 
 from pixels_daemon import ctl_format as fmt
-from pixels_daemon.paths import PathError, ctl_endpoint, ipc_path
+from pixels_daemon.paths import PathError, ctl_endpoint, ipc_endpoint, ipc_path
 from protocol.messages import PROTOCOL_VERSION, CtlResponse, Error, Reply, Request
 from protocol.views import (
     DecisionView,
@@ -78,10 +79,10 @@ state dir ($PIXELS_STATE_DIR, else $STATE_DIRECTORY, else $XDG_STATE_HOME/pixels
 
 exit codes:
   {EXIT_OK}    ok
-  {EXIT_ERROR}    the daemon answered with an error
+  {EXIT_ERROR}    the daemon answered with an error; verify-completion: not complete
   {EXIT_USAGE}    usage error (bad command line)
   {EXIT_NO_DAEMON}    no daemon answering at the endpoint
-  {EXIT_NOT_FOUND}    the daemon does not know that id
+  {EXIT_NOT_FOUND}    the daemon does not know that id (report: no such report; archive: no files)
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
@@ -461,6 +462,444 @@ def ping(opts: Options) -> Args:
     return {}
 
 
+@command("poll", fmt.PollResult, fmt.render_poll)
+def poll(opts: Options) -> Args:
+    """Ask every connected orchestrator for a fresh status now (as the 4-hourly schedule does).
+
+    Answers come back as status messages; `pixelsctl orchestrators` shows who missed a poll.
+    """
+    return {}
+
+
+# --- commands that are more than one request and one reply ----------------------------------
+#
+# watch (a stream), report (files, maybe after a request), verify-completion (two requests) and
+# archive (files only, daemon or not) run their own code: ``run(opts)`` returns the exit code and
+# raises CtlError like the rest. They take the common options too; argparse parses them.
+
+
+class LocalCommand:
+    """A pixelsctl command that does its own work instead of one request and one reply.
+
+    ``requests``: the wire commands it may send (docs/protocol.md lists every one pixelsctl sends).
+    """
+
+    __slots__ = ("arguments", "name", "requests", "run")
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[Options], int],
+        arguments: tuple[Arg, ...],
+        requests: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.run = run
+        self.arguments = arguments
+        self.requests = requests
+
+    @property
+    def description(self) -> str:
+        """The run function's docstring: the command's help text."""
+        import inspect  # only for --help, as above
+
+        return inspect.cleandoc(self.run.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        return self.description.split("\n", 1)[0]
+
+
+#: The local commands, by name, listed in --help after the request commands.
+LOCAL_COMMANDS: dict[str, LocalCommand] = {}
+
+
+def local_command(
+    name: str, *arguments: Arg, requests: tuple[str, ...] = ()
+) -> Callable[[Callable[[Options], int]], Callable[[Options], int]]:
+    """Register the decorated function as the local command ``name`` (sending ``requests``)."""
+
+    def register(run: Callable[[Options], int]) -> Callable[[Options], int]:
+        LOCAL_COMMANDS[name] = LocalCommand(name, run, arguments, requests)
+        return run
+
+    return register
+
+
+#: The kinds of live events (pixels_daemon.events.KINDS, which pixelsctl imports only to watch;
+#: a test keeps the two equal).
+WATCH_KINDS = ("workstream", "orchestrator", "escalation", "gate", "decision", "report", "plan")
+
+
+def _positive_int(what: str) -> Callable[[str], int]:
+    """argparse's type for a whole number >= 1 (--count, --week)."""
+
+    def convert(text: str) -> int:
+        import argparse
+
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} (a whole number, 1 or more)")
+        return value
+
+    return convert
+
+
+def _state_dir(opts: Options) -> str:
+    """--state-dir, else the default state dir (the same rules as the daemon's)."""
+    from pixels_daemon.paths import default_state_dir
+
+    return os.path.abspath(opts["state_dir"] or str(default_state_dir()))
+
+
+def _print_json(value: Any) -> None:
+    out = sys.stdout.buffer
+    out.write(msgspec.json.encode(value))
+    out.write(b"\n")
+    out.flush()
+
+
+def _events_endpoint(opts: Options) -> tuple[str, str]:
+    """(endpoint, where) for watch: --events-endpoint, else events.sock beside the control socket
+    pixelsctl would use (--endpoint, --state-dir, $PIXELS_CTL_ENDPOINT, the default state dir).
+    ``where`` names the daemon for error messages."""
+    from pixels_daemon.paths import ENV_CTL_ENDPOINT
+
+    explicit = opts["events_endpoint"]
+    if explicit:
+        return explicit, explicit
+    try:
+        control = ctl_endpoint(opts["state_dir"], opts["endpoint"])
+    except PathError as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    path = ipc_path(control)
+    if path is None:
+        raise CtlError(
+            f"the control endpoint {control} is not ipc://, so its events socket cannot be "
+            "derived; give --events-endpoint URL",
+            EXIT_USAGE,
+        )
+    if opts["endpoint"] or (not opts["state_dir"] and os.environ.get(ENV_CTL_ENDPOINT)):
+        where = f"the control endpoint {control}"
+    else:
+        where = f"state dir {_state_dir(opts)}"
+    try:
+        return ipc_endpoint(path.with_name("events.sock")), where
+    except PathError as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+
+
+@local_command(
+    "watch",
+    Arg(
+        "--kind",
+        action="append",
+        choices=WATCH_KINDS,
+        metavar="KIND",
+        help=f"only events of this kind (repeatable): {', '.join(WATCH_KINDS)}; default all",
+    ),
+    Arg("--count", metavar="N", type=_positive_int("a count"), help="stop after N events"),
+    Arg(
+        "--events-endpoint",
+        metavar="URL",
+        help="the daemon's events endpoint (default: run/events.sock beside its control socket)",
+    ),
+)
+def watch(opts: Options) -> int:
+    """Print the daemon's live events as they happen, one line each, until Ctrl-C.
+
+    Each line reads `HH:MM:SS  KIND  SUBJECT  TEXT` (local time of the daemon's clock); --json
+    prints one JSON object per line instead (kind, at, subject, text, data, seq). Events are
+    workstreams changing state or moving 5 points, blockers, orchestrators activated or held,
+    escalations opened/acknowledged/snoozed/resolved/raised again, gate verdicts, decisions,
+    plan changes and reports written. A watcher that falls behind loses events and says how
+    many on stderr. If the daemon restarts, watch picks up again when it is back.
+    """
+    from pixels_daemon.events import WatchEvent
+
+    endpoint, where = _events_endpoint(opts)
+    path = ipc_path(endpoint)
+    if path is not None and not str(path).startswith("@") and not os.path.exists(path):
+        raise CtlError(
+            f"no daemon is running on {where} (no socket file {path}); start pixelsd there or "
+            "give --state-dir DIR",
+            EXIT_NO_DAEMON,
+        )
+    decoder = msgspec.msgpack.Decoder(WatchEvent)
+    limit: int | None = opts["count"]
+    shown = 0
+    last_seq: dict[str, int] = {}
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            raise CtlError(
+                f"cannot connect to {endpoint!r}: {exc.strerror} "
+                "(endpoints look like ipc:///path/to/events.sock or tcp://host:port)",
+                EXIT_USAGE,
+            ) from None
+        for kind in opts["kind"] or [""]:
+            sock.subscribe(kind)
+        sys.stderr.write(f"watching {endpoint} (Ctrl-C to stop)\n")
+        sys.stderr.flush()
+        while limit is None or shown < limit:
+            frames = sock.recv_multipart()  # blocks; Ctrl-C interrupts it
+            try:
+                event = decoder.decode(frames[-1])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise CtlError(
+                    f"an event from the daemon cannot be read ({exc}); are pixelsctl and pixelsd "
+                    "the same version?",
+                    EXIT_ERROR,
+                ) from None
+            previous = last_seq.get(event.kind)
+            # A lower number is a restarted daemon numbering afresh, not a loss.
+            if previous is not None and event.seq > previous + 1:
+                sys.stderr.write(
+                    f"pixelsctl: missed {event.seq - previous - 1} {event.kind} events "
+                    "(this watcher fell behind)\n"
+                )
+            last_seq[event.kind] = event.seq
+            if opts["json"]:
+                _print_json(event)
+            else:
+                sys.stdout.write(fmt.watch_line(event) + "\n")
+                sys.stdout.flush()
+            shown += 1
+    except KeyboardInterrupt:
+        return EXIT_OK  # the way to stop watching: not an error
+    finally:
+        ctx.destroy(linger=0)
+    return EXIT_OK
+
+
+_REPORT_FILE = r"week_(\d+)_status\.md"
+_REPORTS_WHEN = (
+    "reports are written Fridays 17:00 by default (pixelsd --report-at; see "
+    "docs/configuration.md) or with `pixelsctl report --now`"
+)
+
+
+def _reports(folder: str) -> dict[int, str]:
+    """week -> file name of the weekly reports in ``folder`` (none if it does not exist)."""
+    import re
+
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise CtlError(f"cannot read {folder}: {exc.strerror}", EXIT_ERROR) from None
+    found: dict[int, str] = {}
+    for name in names:
+        match = re.fullmatch(_REPORT_FILE, name)
+        if match:
+            found[int(match.group(1))] = name
+    return found
+
+
+@local_command(
+    "report",
+    Arg("--week", metavar="N", type=_positive_int("a week"), help="week N's report"),
+    Arg("--now", action="store_true", help="ask the daemon to write this week's report now"),
+    requests=("report_now",),
+)
+def report(opts: Options) -> int:
+    """Print the latest weekly status report (STATE_DIR/reports/week_NN_status.md), or week N's.
+
+    --now asks the running daemon to write this week's report first, then prints it. Without
+    --now the daemon need not be running. --json prints {"week", "path", "text"}.
+    """
+    state_dir = _state_dir(opts)
+    folder = os.path.join(state_dir, "reports")
+    week: int | None = opts["week"]
+    if opts["now"]:
+        if week is not None:
+            raise CtlError(
+                "report: give --week N (an existing report) or --now (write this week's), not both",
+                EXIT_USAGE,
+            )
+        try:
+            endpoint = ctl_endpoint(opts["state_dir"], opts["endpoint"])
+        except PathError as exc:
+            raise CtlError(str(exc), EXIT_USAGE) from None
+        raw = call(endpoint, "report_now", {}, opts["timeout"])
+        try:
+            written = msgspec.convert(raw, fmt.ReportNowResult)
+        except msgspec.ValidationError as exc:
+            raise CtlError(
+                f"the daemon's 'report_now' result does not have the expected shape ({exc}); "
+                "are pixelsctl and pixelsd the same version?",
+                EXIT_ERROR,
+            ) from None
+        week = written.week
+        path = os.path.join(state_dir, written.path)  # an absolute path stays as it is
+    else:
+        found = _reports(folder)
+        if week is None:
+            if not found:
+                raise CtlError(f"no report yet in {folder}; {_REPORTS_WHEN}", EXIT_NOT_FOUND)
+            week = max(found)
+        elif week not in found:
+            raise CtlError(f"no report for week {week} yet; {_REPORTS_WHEN}", EXIT_NOT_FOUND)
+        path = os.path.join(folder, found[week])
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise CtlError(
+            f"the daemon says it wrote week {week}'s report to {path}, but there is no such "
+            "file; is --state-dir the daemon's?",
+            EXIT_NOT_FOUND,
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CtlError(f"cannot read {path}: {exc}", EXIT_ERROR) from None
+    if opts["json"]:
+        _print_json({"week": week, "path": path, "text": text})
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+@local_command("verify-completion", requests=("workstreams", "gates"))
+def verify_completion(opts: Options) -> int:
+    """Check that the plan is done: every workstream complete and every gate passed.
+
+    Exit 0 and one line when it is; else exit 1, listing what is missing one per line
+    ("WS-14 in_progress 60%", "gate-3 failed: ..."). Deferred workstreams count as missing.
+    --json prints {"complete": bool, "missing": [...]}.
+    """
+    try:
+        endpoint = ctl_endpoint(opts["state_dir"], opts["endpoint"])
+    except PathError as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    timeout = opts["timeout"]
+    streams = COMMANDS["workstreams"].convert(call(endpoint, "workstreams", {}, timeout))
+    gate_views = COMMANDS["gates"].convert(call(endpoint, "gates", {}, timeout))
+    summary, missing = fmt.completion(streams, gate_views)
+    if opts["json"]:
+        _print_json({"complete": not missing, "missing": missing})
+    else:
+        sys.stdout.write("\n".join([summary, *missing]) + "\n")
+        sys.stdout.flush()
+    return EXIT_ERROR if missing else EXIT_OK
+
+
+#: What `archive` takes from the state dir: what people read and what explains it afterwards.
+#: Never the event log, the lock or the sockets (live files the daemon owns).
+ARCHIVED_DIRS = ("reports", "decisions", "status", "logs")
+
+
+def _archive_files(state_dir: str) -> list[str]:
+    """The regular files under ARCHIVED_DIRS, relative to ``state_dir``, sorted. Symlinks,
+    sockets and the ``.NAME.tmp`` files of atomic writes in progress are left out."""
+    files: list[str] = []
+    for top in ARCHIVED_DIRS:
+        for root, dirs, names in os.walk(os.path.join(state_dir, top)):
+            dirs.sort()
+            for name in sorted(names):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue
+                full = os.path.join(root, name)
+                if stat.S_ISREG(os.lstat(full).st_mode):
+                    files.append(os.path.relpath(full, state_dir))
+    return files
+
+
+@local_command(
+    "archive",
+    Arg(
+        "--out",
+        metavar="FILE",
+        help="the archive to write (default ./pixels-archive-YYYYmmdd-HHMMSS.tar.gz); never "
+        "overwritten",
+    ),
+)
+def archive(opts: Options) -> int:
+    """Pack the state dir's reports/, decisions/, status/ and logs/ into a .tar.gz.
+
+    With a MANIFEST.txt (when, which state dir, the files). Never the event log, the lock or the
+    sockets; the daemon need not be running. An existing FILE is not overwritten.
+    """
+    import io
+    import tarfile
+    from datetime import datetime
+
+    state_dir = _state_dir(opts)
+    if not os.path.isdir(state_dir):
+        raise CtlError(f"no state dir at {state_dir}; give --state-dir DIR", EXIT_NOT_FOUND)
+    created = datetime.now().astimezone()
+    out = os.path.abspath(
+        opts["out"] or f"pixels-archive-{created.strftime('%Y%m%d-%H%M%S')}.tar.gz"
+    )
+    if os.path.lexists(out):
+        raise CtlError(
+            f"{out} exists; give another --out FILE (archives are never overwritten)", EXIT_USAGE
+        )
+    folder, name = os.path.split(out)
+    if not os.path.isdir(folder):
+        raise CtlError(f"cannot write {out}: no directory {folder}", EXIT_USAGE)
+    files = _archive_files(state_dir)
+    if not files:
+        raise CtlError(
+            f"nothing to archive in {state_dir}: no files under {', '.join(ARCHIVED_DIRS)}",
+            EXIT_NOT_FOUND,
+        )
+    top = name.removesuffix(".gz").removesuffix(".tgz").removesuffix(".tar") or "pixels-archive"
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    packed: list[str] = []
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for rel in files:
+                try:
+                    tar.add(os.path.join(state_dir, rel), arcname=f"{top}/{rel}", recursive=False)
+                except OSError as exc:  # removed or truncated while packing: say so, go on
+                    sys.stderr.write(f"pixelsctl: archive: skipped {rel}: {exc}\n")
+                    continue
+                packed.append(rel)
+            manifest = "".join(
+                [
+                    "pixels archive\n",
+                    f"created: {created.isoformat(timespec='seconds')}\n",
+                    f"state dir: {state_dir}\n",
+                    f"files: {len(packed)}\n\n",
+                    *(f"{rel}\n" for rel in packed),
+                ]
+            ).encode()
+            info = tarfile.TarInfo(f"{top}/MANIFEST.txt")
+            info.size = len(manifest)
+            info.mtime = int(created.timestamp())
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(manifest))
+        try:
+            os.link(tmp, out)  # unlike rename, never replaces a file that appeared meanwhile
+        except FileExistsError:
+            raise CtlError(
+                f"{out} exists; give another --out FILE (archives are never overwritten)",
+                EXIT_USAGE,
+            ) from None
+        except OSError:  # a filesystem without hard links
+            os.rename(tmp, out)
+    except OSError as exc:
+        raise CtlError(f"cannot write {out}: {exc.strerror or exc}", EXIT_ERROR) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if opts["json"]:
+        _print_json({"path": out, "files": len(packed)})
+    else:
+        sys.stdout.write(f"{out} ({len(packed)} files from {state_dir})\n")
+        sys.stdout.flush()
+    return EXIT_OK
+
+
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -536,7 +975,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    for cmd in COMMANDS.values():
+    every: list[CtlCommand[Any] | LocalCommand] = [*COMMANDS.values(), *LOCAL_COMMANDS.values()]
+    for cmd in every:
         group, _, leaf = cmd.name.rpartition(" ")
         if not group:
             cp = sub.add_parser(
@@ -739,6 +1179,9 @@ def _decode(frame: bytes) -> Reply | Error:
 
 def run(opts: Options) -> int:
     """Run one parsed command line: ask the daemon, print the result. Raises CtlError."""
+    local = LOCAL_COMMANDS.get(opts["command"])
+    if local is not None:
+        return local.run(opts)
     cmd = COMMANDS[opts["command"]]
     args = cmd.build(opts)  # may raise a usage error of its own (plan estimate's MIN > MAX)
     try:

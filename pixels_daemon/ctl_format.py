@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from protocol.views import (
     BlockerView,
@@ -25,6 +27,9 @@ from protocol.views import (
     StatusView,
     WorkstreamView,
 )
+
+if TYPE_CHECKING:
+    from pixels_daemon.events import WatchEvent
 
 #: What an empty cell or a missing time shows.
 DASH = "-"
@@ -405,3 +410,83 @@ def render_ping(result: dict[str, Any], now: float) -> str:
     pid = result.get("pid", "?")
     plan = result.get("plan", "?")
     return f"pixelsd {daemon} (pid {pid}) is answering; plan {plan}"
+
+
+# --- poll, watch, verify-completion ---------------------------------------------------------
+
+
+class PollResult(Struct, kw_only=True):
+    """The ``poll`` request's result (a plain map on the wire: docs/protocol.md, section 6)."""
+
+    polled: list[str]
+    deadline_s: float
+
+
+class ReportNowResult(Struct, kw_only=True):
+    """The ``report_now`` request's result: the week written and its path (relative to the state
+    dir)."""
+
+    week: int
+    path: str
+
+
+def render_poll(result: PollResult, now: float) -> str:
+    """One line: who was polled and when their answers are due, or that nobody was."""
+    if not result.polled:
+        return "no orchestrator is connected; nothing polled"
+    return f"polled {', '.join(result.polled)} (answers due within {result.deadline_s:.0f} s)"
+
+
+#: Width of the kind column of `pixelsctl watch` ("orchestrator", the longest kind).
+WATCH_KIND_WIDTH = 12
+#: Width of the subject column: ids ("WS-04", "E-12", "gate-1", "week 3") and most orchestrators.
+WATCH_SUBJECT_WIDTH = 11
+
+
+def watch_line(event: WatchEvent) -> str:
+    """``HH:MM:SS  kind  subject  text`` in columns, the time local. The subject is not repeated
+    where the text starts with it ("WS-04 in_progress -> complete")."""
+    text = event.text
+    if text.startswith(event.subject + " "):
+        text = text[len(event.subject) + 1 :]
+    clock = datetime.fromtimestamp(event.at).strftime("%H:%M:%S")
+    return (
+        f"{clock}  {event.kind:<{WATCH_KIND_WIDTH}}  {event.subject:<{WATCH_SUBJECT_WIDTH}}  {text}"
+    )
+
+
+def completion(
+    workstreams: Sequence[WorkstreamView], gates: Sequence[GateView]
+) -> tuple[str, list[str]]:
+    """(summary, missing): the count line, and one line per workstream not complete and gate not
+    passed ("WS-14 in_progress 60%", "gate-3 failed: ..."). Complete when ``missing`` is empty.
+
+    Deferred workstreams are listed as missing: `verify-completion` answers "is every workstream
+    done", and deferred work was not done (the daemon's own completion mark counts it as out of
+    the plan instead)."""
+    missing: list[str] = []
+    done = 0
+    for w in workstreams:
+        if w.status == "complete":
+            done += 1
+            continue
+        line = f"{w.id} {w.status} {percent(w.progress)}"
+        if w.holds:
+            line += f" (held by {', '.join(w.holds)})"
+        elif w.blocker:
+            line += f" (blocker: {w.blocker})"
+        missing.append(line)
+    passed = 0
+    for g in gates:
+        if g.state == "passed":
+            passed += 1
+        elif g.state == "failed" and g.failures:
+            missing.append(f"{g.id} failed: {'; '.join(g.failures)}")
+        else:
+            missing.append(f"{g.id} {g.state}")
+    verdict = "complete" if not missing else "incomplete"
+    summary = (
+        f"{verdict}: {done}/{len(workstreams)} workstreams complete, "
+        f"{passed}/{len(gates)} gates passed"
+    )
+    return summary, missing

@@ -239,6 +239,7 @@ RESULTS: dict[str, Any] = {
     "plan_estimate": PLAN_CHANGE,
     "plan_defer": PLAN_CHANGE,
     "plan_changes": [PLAN_CHANGE],
+    "poll": {"polled": ["foundation", "model"], "deadline_s": 60.0},
 }
 ALL_COMMANDS = sorted(ctl.COMMANDS)
 #: A command line for each command (its own arguments included) and the request it must send.
@@ -291,6 +292,7 @@ SAMPLES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
         {"workstream": "WS-18", "reason": "out of scope"},
     ),
     "plan changes": (["plan", "changes"], "plan_changes", {}),
+    "poll": (["poll"], "poll", {}),
 }
 #: The --json top-level shape of each command: a view's field names, or None for a plain map.
 VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
@@ -314,6 +316,7 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "plan estimate": PlanChangeView,
     "plan defer": PlanChangeView,
     "plan changes": PlanChangeView,
+    "poll": ctl_format.PollResult,
 }
 #: Commands that only read (no arguments naming an id): safe on the module's shared daemon.
 READ_ONLY = [
@@ -874,6 +877,7 @@ FACTS: dict[str, list[str]] = {
         "WS-05 now depends on WS-02",
         "needs the repro harness",
     ],
+    "poll": ["polled foundation, model (answers due within 60 s)"],
 }
 
 
@@ -1264,3 +1268,576 @@ def test_stopped_daemon_exits_3(state_dir: Path) -> None:
     result, elapsed = run_ctl("status", "--state-dir", str(state_dir))
     assert result.returncode == 3 and elapsed < 2.0
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# --- poll, watch, report, verify-completion, archive ----------------------------------------
+
+#: A command line for each local command (no request, or more than one) and what it parses to.
+LOCAL_SAMPLES: dict[str, list[str]] = {
+    "watch": ["watch", "--kind", "gate", "--kind", "escalation", "--count", "3"],
+    "report": ["report", "--week", "2"],
+    "verify-completion": ["verify-completion"],
+    "archive": ["archive", "--out", "/tmp/a.tar.gz"],
+}
+
+
+def test_every_local_command_has_a_sample() -> None:
+    """The local commands table covers every registered one (a new one must be added)."""
+    assert set(LOCAL_SAMPLES) == set(ctl.LOCAL_COMMANDS)
+    assert not set(ctl.LOCAL_COMMANDS) & set(ctl.COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(LOCAL_SAMPLES))
+def test_local_commands_take_common_options_before_or_after(command: str) -> None:
+    """--json/--state-dir/--endpoint/--timeout mean the same on either side of a local command."""
+    argv = LOCAL_SAMPLES[command]
+    before, after = ctl.parse_args([*COMMON, *argv]), ctl.parse_args([*argv, *COMMON])
+    assert before == after
+    assert before["command"] == command and before["state_dir"] == "/tmp/x"
+
+
+def test_watch_options_parse_to_kinds_and_count() -> None:
+    """--kind repeats; --count is a number; both default to everything, forever."""
+    opts = ctl.parse_args(LOCAL_SAMPLES["watch"])
+    assert (opts["kind"], opts["count"]) == (["gate", "escalation"], 3)
+    bare = ctl.parse_args(["watch"])
+    assert (bare["kind"], bare["count"], bare["events_endpoint"]) == (None, None, None)
+
+
+def test_watch_kinds_are_the_daemons() -> None:
+    """pixelsctl's list of kinds (kept to spare start-up an import) is the daemon's."""
+    from pixels_daemon.events import KINDS
+
+    assert ctl.WATCH_KINDS == KINDS
+
+
+def test_watch_of_an_unknown_kind_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """--kind names one of the kinds, else exit 2 listing them."""
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["watch", "--kind", "gates"])
+    assert exc.value.code == 2
+    assert "argument --kind: invalid choice: 'gates'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "x"])
+def test_watch_count_must_be_positive(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--count N is a whole number >= 1, else exit 2 saying so."""
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["watch", "--count", count])
+    assert exc.value.code == 2
+    assert f"argument --count: {count!r} is not a count" in capsys.readouterr().err
+
+
+def test_parsing_the_new_commands_loads_nothing_heavy() -> None:
+    """Parsing watch/report/archive command lines imports neither tarfile nor the event module."""
+    code = (
+        "import sys; from pixels_daemon import ctl; "
+        "[ctl.parse_args(a) for a in (['watch'], ['report'], ['archive'], ['poll'])]; "
+        "print(' '.join(sorted(m for m in "
+        "('asyncio', 'anyio', 'structlog', 'tarfile', 'pixels_daemon.events') "
+        "if m in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == ""
+
+
+# poll ------------------------------------------------------------------------------------------
+
+
+def test_poll_with_nobody_connected_says_nothing_was_polled(
+    state_dir: Path, ctl_socket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty `polled` reads "no orchestrator is connected; nothing polled", exit 0."""
+    r = Responder(
+        f"ipc://{ctl_socket}",
+        lambda req: [Reply(re=req.id, result={"polled": [], "deadline_s": 60.0})],
+    )
+    try:
+        assert ctl.main(["poll", "--state-dir", str(state_dir)]) == 0
+    finally:
+        r.close()
+    assert capsys.readouterr().out == "no orchestrator is connected; nothing polled\n"
+
+
+def test_real_daemon_poll_with_nobody_connected(daemon_dir: Path) -> None:
+    """pixelsd answers poll; with no orchestrator connected nothing is polled (exit 0)."""
+    proc, _ = run_ctl("poll", "--state-dir", str(daemon_dir))
+    assert (proc.returncode, proc.stdout) == (
+        0,
+        "no orchestrator is connected; nothing polled\n",
+    ), proc.stderr
+
+
+# watch -----------------------------------------------------------------------------------------
+
+
+def watch_event(kind: str = "gate", subject: str = "gate-1", text: str = "") -> Any:
+    from pixels_daemon.events import WatchEvent
+
+    return WatchEvent(
+        kind=kind,
+        at=NOW,
+        subject=subject,
+        text=text or f"{subject} checking -> passed (run 1)",
+        data={"run": 1},
+    )
+
+
+@pytest.fixture
+def events_pub(state_dir: Path) -> Iterator[Any]:
+    """The daemon's event publisher, on the state dir's events socket."""
+    from pixels_daemon.events import EventPublisher
+
+    ctx = zmq.Context()
+    pub = EventPublisher(ctx, StatePaths.under(state_dir).events_endpoint)
+    try:
+        yield pub
+    finally:
+        pub.close()
+        ctx.term()
+
+
+def start_watch(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PIXELSCTL, "watch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def until_subscribed(pub: Any, proc: subprocess.Popen[str]) -> None:
+    """Wait for the watcher's subscription to reach the publisher (it then gets what follows)."""
+    deadline = time.monotonic() + WAIT_S
+    while not pub.wants_events():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "pixelsctl watch never subscribed"
+        time.sleep(0.01)  # polling for the subscription, not waiting for time to pass
+
+
+def test_watch_without_a_daemon_exits_3_saying_so(state_dir: Path) -> None:
+    """No events socket under the state dir: exit 3 at once, one line naming the state dir."""
+    proc, _ = run_ctl("watch", "--state-dir", str(state_dir))
+    assert (proc.returncode, proc.stdout) == (3, "")
+    assert proc.stderr.startswith(f"pixelsctl: no daemon is running on state dir {state_dir} ")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_watch_prints_one_line_per_event_and_stops_after_count(
+    state_dir: Path, events_pub: Any
+) -> None:
+    """Each event is one `HH:MM:SS  kind  subject  text` line; --count 2 stops after two."""
+    proc = start_watch("--state-dir", str(state_dir), "--count", "2")
+    until_subscribed(events_pub, proc)
+    events_pub.publish([watch_event(), watch_event("escalation", "E-3", "E-3 opened (high): x")])
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 0, err
+    clock = time.strftime("%H:%M:%S", time.localtime(NOW))
+    assert out.splitlines() == [
+        f"{clock}  gate          gate-1       checking -> passed (run 1)",
+        f"{clock}  escalation    E-3          opened (high): x",
+    ]
+    endpoint = StatePaths.under(state_dir).events_endpoint
+    assert err == f"watching {endpoint} (Ctrl-C to stop)\n"
+
+
+def test_watch_json_prints_one_object_per_line(state_dir: Path, events_pub: Any) -> None:
+    """--json prints each event as one JSON object: kind, at, subject, text, data, seq."""
+    proc = start_watch("--json", "--state-dir", str(state_dir), "--count", "1")
+    until_subscribed(events_pub, proc)
+    events_pub.publish([watch_event()])
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 0, err
+    (line,) = out.splitlines()
+    assert json.loads(line) == {
+        "kind": "gate",
+        "at": NOW,
+        "subject": "gate-1",
+        "text": "gate-1 checking -> passed (run 1)",
+        "data": {"run": 1},
+        "seq": 1,
+    }
+
+
+def test_watch_kind_shows_only_those_kinds(state_dir: Path, events_pub: Any) -> None:
+    """--kind escalation skips the gate events published before and after it."""
+    proc = start_watch("--kind", "escalation", "--state-dir", str(state_dir), "--count", "1")
+    until_subscribed(events_pub, proc)
+    events_pub.publish(
+        [watch_event(), watch_event("escalation", "E-3", "E-3 resolved"), watch_event()]
+    )
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 0, err
+    assert [line.split()[1:] for line in out.splitlines()] == [["escalation", "E-3", "resolved"]]
+
+
+def test_watch_says_how_many_events_it_missed(state_dir: Path) -> None:
+    """A jump in an event kind's numbers is reported on stderr as events this watcher missed."""
+    from pixels_daemon.events import WatchEvent
+
+    ctx = zmq.Context()
+    xpub = ctx.socket(zmq.XPUB)  # a stand-in for the daemon's publisher, numbering by hand
+    xpub.setsockopt(zmq.LINGER, 0)
+    (state_dir / "run").mkdir()
+    xpub.bind(StatePaths.under(state_dir).events_endpoint)
+    try:
+        proc = start_watch("--state-dir", str(state_dir), "--count", "2")
+        assert xpub.poll(int(WAIT_S * 1000)), "pixelsctl watch never subscribed"
+        xpub.recv()
+        for seq in (1, 5):
+            event = WatchEvent(kind="gate", at=NOW, subject="gate-1", text=f"n{seq}", seq=seq)
+            xpub.send_multipart([b"gate", msgspec.msgpack.encode(event)])
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        ctx.destroy(linger=0)
+    assert proc.returncode == 0 and len(out.splitlines()) == 2
+    assert err.splitlines()[1:] == ["pixelsctl: missed 3 gate events (this watcher fell behind)"]
+
+
+def test_watch_ctrl_c_exits_0_quietly(state_dir: Path, events_pub: Any) -> None:
+    """SIGINT is how a watch ends: exit 0, nothing printed but the first line."""
+    proc = start_watch("--state-dir", str(state_dir))
+    until_subscribed(events_pub, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=WAIT_S)
+    assert (proc.returncode, out) == (0, "")
+    assert err.startswith("watching ") and err.count("\n") == 1
+
+
+def test_watch_finds_events_beside_an_ipc_control_endpoint() -> None:
+    """With --endpoint ipc:///D/ctl.sock and no --state-dir, watch subscribes to /D/events.sock."""
+    opts = ctl.parse_args(["watch", "--endpoint", "ipc:///srv/px/run/ctl.sock"])
+    assert ctl._events_endpoint(opts)[0] == "ipc:///srv/px/run/events.sock"
+
+
+def test_watch_events_endpoint_option_wins() -> None:
+    """--events-endpoint is used as given, whatever --state-dir says."""
+    argv = ["watch", "--events-endpoint", "tcp://127.0.0.1:5599", "--state-dir", "/tmp/x"]
+    assert ctl._events_endpoint(ctl.parse_args(argv))[0] == "tcp://127.0.0.1:5599"
+
+
+def test_watch_finds_events_beside_the_env_control_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """$PIXELS_CTL_ENDPOINT (ipc) without options: watch subscribes beside that socket."""
+    monkeypatch.setenv("PIXELS_CTL_ENDPOINT", "ipc:///run/pixels/ctl.sock")
+    assert ctl._events_endpoint(ctl.parse_args(["watch"]))[0] == "ipc:///run/pixels/events.sock"
+
+
+def test_watch_beside_a_tcp_control_endpoint_needs_events_endpoint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A tcp:// control endpoint says nothing of the events socket: exit 2 asking for it."""
+    assert ctl.main(["watch", "--endpoint", "tcp://127.0.0.1:5555"]) == 2
+    assert "give --events-endpoint URL" in capsys.readouterr().err
+
+
+def test_watch_line_does_not_repeat_the_subject() -> None:
+    """A text starting with its subject shows the subject once, in its column."""
+    line = ctl_format.watch_line(watch_event("workstream", "WS-04", "WS-04 progress 10% -> 25%"))
+    assert line.split("  ", 1)[1].split() == ["workstream", "WS-04", "progress", "10%", "->", "25%"]
+
+
+def test_watch_line_keeps_a_text_that_does_not_start_with_the_subject() -> None:
+    """Plan changes are about a workstream but read "plan change N: ...": shown whole."""
+    line = ctl_format.watch_line(watch_event("plan", "WS-05", "plan change 3: WS-05 now ..."))
+    assert line.endswith("WS-05        plan change 3: WS-05 now ...")
+
+
+# report ----------------------------------------------------------------------------------------
+
+
+def write_reports(state_dir: Path, *weeks: int) -> Path:
+    folder = StatePaths.under(state_dir).reports
+    folder.mkdir(parents=True, exist_ok=True)
+    for week in weeks:
+        (folder / f"week_{week:02d}_status.md").write_text(f"# Week {week} status\n\nbody\n")
+    (folder / "completion_report.md").write_text("# not a weekly report\n")
+    return folder
+
+
+def test_report_prints_the_latest_week(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --week the highest-numbered week's report is printed (week 10 after week 9)."""
+    write_reports(state_dir, 1, 9, 10)
+    assert ctl.main(["report", "--state-dir", str(state_dir)]) == 0
+    assert capsys.readouterr().out == "# Week 10 status\n\nbody\n"
+
+
+def test_report_week_prints_that_week(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--week N prints week N's report."""
+    write_reports(state_dir, 1, 2, 3)
+    assert ctl.main(["report", "--week", "2", "--state-dir", str(state_dir)]) == 0
+    assert capsys.readouterr().out.startswith("# Week 2 status\n")
+
+
+def test_report_of_a_missing_week_exits_4_saying_when_reports_are_written(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A week with no report exits 4 with one line: when they are written, how to get one now."""
+    write_reports(state_dir, 1, 2)
+    assert ctl.main(["report", "--week", "3", "--state-dir", str(state_dir)]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("pixelsctl: no report for week 3 yet; reports are written Fridays 17:00")
+    assert "docs/configuration.md" in err and "`pixelsctl report --now`" in err
+    assert err.count("\n") == 1
+
+
+def test_report_with_no_reports_exits_4(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No reports/ at all (a fresh state dir, no daemon needed): exit 4 naming the folder."""
+    assert ctl.main(["report", "--state-dir", str(state_dir)]) == 4
+    assert f"no report yet in {state_dir}/reports; " in capsys.readouterr().err
+
+
+def test_report_json_has_week_path_and_text(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json prints {"week", "path", "text"}."""
+    folder = write_reports(state_dir, 4)
+    assert ctl.main(["report", "--json", "--state-dir", str(state_dir)]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "week": 4,
+        "path": str(folder / "week_04_status.md"),
+        "text": "# Week 4 status\n\nbody\n",
+    }
+
+
+def test_report_now_asks_the_daemon_then_prints_what_it_wrote(
+    state_dir: Path, ctl_socket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--now sends report_now (no args), then prints the file the reply names (relative to the
+    state dir)."""
+
+    def script(request: Request) -> list[Message]:
+        write_reports(state_dir, 5)  # what the daemon does before it answers
+        return [Reply(re=request.id, result={"week": 5, "path": "reports/week_05_status.md"})]
+
+    r = Responder(f"ipc://{ctl_socket}", script)
+    try:
+        assert ctl.main(["report", "--now", "--state-dir", str(state_dir)]) == 0
+    finally:
+        r.close()
+    assert [(q.command, q.args) for q in r.requests] == [("report_now", {})]
+    assert capsys.readouterr().out == "# Week 5 status\n\nbody\n"
+
+
+def test_report_now_and_week_together_is_a_usage_error(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--now writes this week's report; with --week as well it is refused, exit 2."""
+    assert ctl.main(["report", "--now", "--week", "2", "--state-dir", str(state_dir)]) == 2
+    assert "give --week N (an existing report) or --now" in capsys.readouterr().err
+
+
+def test_report_now_without_a_daemon_exits_3(state_dir: Path) -> None:
+    """--now needs the daemon: without one, exit 3 like every request."""
+    proc, _ = run_ctl("report", "--now", "--state-dir", str(state_dir))
+    assert proc.returncode == 3 and "no daemon answering" in proc.stderr
+
+
+def test_real_daemon_report_now_writes_and_prints_week_1(state_dir: Path) -> None:
+    """Against pixelsd, --now writes this week's report (week 1 of a fresh plan) and prints it."""
+    with real_daemon(state_dir):
+        proc, _ = run_ctl("report", "--now", "--json", "--state-dir", str(state_dir))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["week"] == 1
+    assert out["path"] == str(StatePaths.under(state_dir).reports / "week_01_status.md")
+    assert out["text"] == Path(out["path"]).read_text()
+
+
+# verify-completion -----------------------------------------------------------------------------
+
+
+def completion_daemon(
+    ctl_socket: Path, workstreams: list[WorkstreamView], gates: list[GateView]
+) -> Responder:
+    def script(request: Request) -> list[Message]:
+        result = {"workstreams": workstreams, "gates": gates}[request.command]
+        return [Reply(re=request.id, result=result)]
+
+    return Responder(f"ipc://{ctl_socket}", script)
+
+
+def test_verify_completion_lists_what_is_missing_and_exits_1(
+    state_dir: Path, ctl_socket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Work not complete and gates not passed are listed one per line; exit 1."""
+    r = completion_daemon(ctl_socket, WORKSTREAMS, GATES)
+    try:
+        assert ctl.main(["verify-completion", "--state-dir", str(state_dir)]) == 1
+    finally:
+        r.close()
+    assert capsys.readouterr().out.splitlines() == [
+        "incomplete: 0/2 workstreams complete, 0/2 gates passed",
+        "WS-01 in_progress 45%",
+        "WS-04 blocked 10% (held by gate:gate-1)",
+        "gate-1 failed: check bench failed (exit 1)",
+        "gate-2 pending",
+    ]
+    assert [q.command for q in r.requests] == ["workstreams", "gates"]
+
+
+def test_verify_completion_of_a_finished_plan_exits_0_with_one_line(
+    state_dir: Path, ctl_socket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every workstream complete and every gate passed: exit 0, one line with the counts."""
+    done = [msgspec.structs.replace(w, status="complete", progress=1.0) for w in WORKSTREAMS]
+    passed = [msgspec.structs.replace(g, state="passed", failures=[]) for g in GATES]
+    r = completion_daemon(ctl_socket, done, passed)
+    try:
+        assert ctl.main(["verify-completion", "--state-dir", str(state_dir)]) == 0
+    finally:
+        r.close()
+    assert capsys.readouterr().out == "complete: 2/2 workstreams complete, 2/2 gates passed\n"
+
+
+def test_verify_completion_json_has_complete_and_missing(
+    state_dir: Path, ctl_socket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json prints {"complete": false, "missing": [...]} (and still exits 1)."""
+    r = completion_daemon(ctl_socket, WORKSTREAMS[:1], [])
+    try:
+        assert ctl.main(["verify-completion", "--json", "--state-dir", str(state_dir)]) == 1
+    finally:
+        r.close()
+    assert json.loads(capsys.readouterr().out) == {
+        "complete": False,
+        "missing": ["WS-01 in_progress 45%"],
+    }
+
+
+def test_verify_completion_counts_deferred_work_as_missing() -> None:
+    """A deferred workstream was not done: it is listed."""
+    deferred = msgspec.structs.replace(WORKSTREAMS[0], status="deferred")
+    summary, missing = ctl_format.completion([deferred], [])
+    assert summary.startswith("incomplete: 0/1") and missing == ["WS-01 deferred 45%"]
+
+
+def test_real_daemon_verify_completion_of_a_fresh_plan(daemon_dir: Path) -> None:
+    """A fresh plan: exit 1 listing all 18 workstreams and every gate of the plan."""
+    gates_out, _ = run_ctl("gates", "--json", "--state-dir", str(daemon_dir))
+    n_gates = len(json.loads(gates_out.stdout))
+    proc, _ = run_ctl("verify-completion", "--state-dir", str(daemon_dir))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"incomplete: 0/18 workstreams complete, 0/{n_gates} gates passed"
+    assert len(lines) == 1 + 18 + n_gates
+
+
+# archive ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_state_dir(state_dir: Path) -> Path:
+    """A state dir with every kind of file: the four archived dirs, and what must stay out."""
+    paths = StatePaths.under(state_dir)
+    write_reports(state_dir, 1)
+    for folder, name, text in [
+        (paths.decisions, "0001-sdxl.md", "# ADR 0001\n"),
+        (paths.status, "meta_status.json", "{}\n"),
+        (paths.logs / "model", "agent.log", "line\n"),
+    ]:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    (paths.reports / ".week_02_status.md.tmp").write_text("half a report")
+    (paths.logs / "latest.log").symlink_to(paths.logs / "model" / "agent.log")
+    paths.db.write_bytes(b"SQLite format 3\0")
+    paths.lock.write_text("4242\n")
+    paths.runtime_dir.mkdir()
+    for sock_path in (paths.ctl_socket, paths.logs / "agent.sock"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(sock_path))
+        sock.close()
+    return state_dir
+
+
+#: What full_state_dir's archive holds, in the manifest's order (reports, decisions, status, logs).
+ARCHIVED = [
+    "reports/completion_report.md",
+    "reports/week_01_status.md",
+    "decisions/0001-sdxl.md",
+    "status/meta_status.json",
+    "logs/model/agent.log",
+]
+
+
+def test_archive_packs_the_four_dirs_and_a_manifest_only(
+    full_state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """reports/, decisions/, status/, logs/ and MANIFEST.txt, under one top folder; never the
+    db, the lock, sockets, symlinks or half-written temp files. Prints path and file count."""
+    import tarfile
+
+    out = tmp_path / "px.tar.gz"
+    assert ctl.main(["archive", "--out", str(out), "--state-dir", str(full_state_dir)]) == 0
+    assert capsys.readouterr().out == f"{out} (5 files from {full_state_dir})\n"
+    with tarfile.open(out) as tar:
+        names = sorted(tar.getnames())
+        agent_log = tar.extractfile("px/logs/model/agent.log")
+        assert agent_log is not None and agent_log.read() == b"line\n"
+    assert names == sorted(["px/MANIFEST.txt", *(f"px/{name}" for name in ARCHIVED)])
+
+
+def test_archive_manifest_names_time_state_dir_and_files(
+    full_state_dir: Path, tmp_path: Path
+) -> None:
+    """MANIFEST.txt says when, which state dir, how many files, and lists them."""
+    import tarfile
+
+    out = tmp_path / "px.tar.gz"
+    assert ctl.main(["archive", "--out", str(out), "--state-dir", str(full_state_dir)]) == 0
+    with tarfile.open(out) as tar:
+        member = tar.extractfile("px/MANIFEST.txt")
+        assert member is not None
+        manifest = member.read().decode().splitlines()
+    assert manifest[0] == "pixels archive"
+    assert manifest[1].startswith("created: ") and manifest[2] == f"state dir: {full_state_dir}"
+    assert manifest[3:] == ["files: 5", "", *ARCHIVED]
+
+
+def test_archive_refuses_to_overwrite(
+    full_state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An existing --out FILE is left alone: exit 2 saying so."""
+    out = tmp_path / "px.tar.gz"
+    out.write_text("precious")
+    assert ctl.main(["archive", "--out", str(out), "--state-dir", str(full_state_dir)]) == 2
+    assert "exists; give another --out FILE" in capsys.readouterr().err
+    assert out.read_text() == "precious"
+
+
+def test_archive_default_name_is_dated_in_the_current_dir(
+    full_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --out: ./pixels-archive-YYYYmmdd-HHMMSS.tar.gz, and no temp file left behind."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    assert ctl.main(["archive", "--state-dir", str(full_state_dir)]) == 0
+    (name,) = [p.name for p in tmp_path.iterdir()]
+    assert re.fullmatch(r"pixels-archive-\d{8}-\d{6}\.tar\.gz", name)
+
+
+def test_archive_of_a_state_dir_without_files_exits_4(
+    state_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing under the four dirs: exit 4 saying there is nothing to archive; no file made."""
+    out = tmp_path / "px.tar.gz"
+    assert ctl.main(["archive", "--out", str(out), "--state-dir", str(state_dir)]) == 4
+    assert "nothing to archive in " in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_archive_of_a_missing_state_dir_exits_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state dir that does not exist: exit 4 naming it."""
+    missing = tmp_path / "nope"
+    assert ctl.main(["archive", "--state-dir", str(missing)]) == 4
+    assert (
+        capsys.readouterr().err == f"pixelsctl: no state dir at {missing}; give --state-dir DIR\n"
+    )
