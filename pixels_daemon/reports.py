@@ -45,10 +45,6 @@ from pixels_daemon.plan import Plan
 
 DAY = 86_400.0
 WEEK = 7 * DAY
-HOUR = 3_600.0
-
-#: The spec's meta_status.json keys, in the spec's order; extra keys follow them.
-META_KEYS = ("phase", "active_orchestrators", "completed_workstreams", "blockers")
 
 #: Escalation types (an orchestrator's) and kinds (the daemon's) that are about a blocker.
 _BLOCKER_KINDS = frozenset({"blocker", "blocker_aged"})
