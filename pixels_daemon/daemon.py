@@ -44,7 +44,7 @@ from pixels_daemon.core.views import (
 )
 from pixels_daemon.plan import Plan
 from pixels_daemon.ratelimit import RateLimitedLog
-from pixels_daemon.schedule import week_of
+from pixels_daemon.reports import plan_start, report_filename, week_of
 from pixels_daemon.store import EventStore, NewEvent
 from pixels_daemon.when import WhenError, parse_when
 from protocol import codec
@@ -243,9 +243,7 @@ class Daemon:
 
     def plan_start(self) -> float | None:
         """Week 1's start: configured, else when the first orchestrator activated."""
-        if self.config.plan_start is not None:
-            return self.config.plan_start
-        return self.state.plan_started_at
+        return plan_start(self.state, self.config)
 
     def current_week(self, now: float) -> int | None:
         start = self.plan_start()
@@ -589,7 +587,6 @@ class Daemon:
                 "report on",
             )
         self.apply_event(engine.ReportDue(week=week, reason="operator"), now)
-        from pixels_daemon.reports import report_filename
 
         return {"week": week, "path": f"reports/{report_filename(week)}"}
 

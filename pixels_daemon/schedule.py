@@ -31,6 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from pixels_daemon.clock import ScaledClock
+from pixels_daemon.reports import week_of
 
 UTC = dt.UTC
 
@@ -185,11 +186,6 @@ def fire_times(
         prev = nxt
         now = nxt
     return out
-
-
-def week_of(t: float, start: float) -> int:
-    """1-based plan week of instant ``t``: [start, start + 7 days) is week 1."""
-    return max(1, int((t - start) // (7 * 86400.0)) + 1)
 
 
 def missed_report(

@@ -32,7 +32,7 @@ import zmq
 import zmq.asyncio
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from pixels_daemon import schedule
+from pixels_daemon import reports, schedule
 from pixels_daemon.clock import ScaledClock
 from pixels_daemon.core import engine
 from pixels_daemon.core.machine import EngineError
@@ -557,11 +557,6 @@ class Server:
     async def _write_documents(self, effects: list[engine.Effect]) -> None:
         """The files people read, from the state just committed: reports the effects ask for,
         and status/meta_status.json whenever its content changed."""
-        try:  # TEMPORARY until reports.py lands
-            from pixels_daemon import reports
-        except ImportError:
-            return
-
         daemon = self.daemon
         now = self.clock()
         tz = self.config.schedule.report_tz
@@ -575,7 +570,7 @@ class Server:
             elif isinstance(effect, engine.PlanCompleted):
                 text = reports.completion_report(daemon.plan, daemon.state, now, daemon.config, tz)
                 files.append((self.paths.reports / "completion_report.md", text))
-        meta = reports.meta_status(daemon.plan, daemon.state, now)
+        meta = reports.meta_status(daemon.plan, daemon.state, now, config=daemon.config)
         compared = {k: v for k, v in meta.items() if k != "updated_at"}
         if compared != self._meta_written:
             self._meta_written = compared

@@ -22,7 +22,6 @@ from pixels_daemon.schedule import (
     missed_report,
     parse_report_at,
     parse_zone,
-    week_of,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -109,15 +108,6 @@ def test_fire_times_lists_a_range_in_order() -> None:
         BERLIN_FRIDAYS.report_trigger(), at("2026-05-01T17:00"), at("2026-05-31T00:00")
     )
     assert [local(t).day for t in times] == [8, 15, 22, 29]
-
-
-def test_weeks_count_from_the_plan_start() -> None:
-    """[start, start + 7 days) is week 1; before the start is still week 1."""
-    start = at("2026-01-05T09:00")
-    assert week_of(start, start) == 1
-    assert week_of(start + WEEK - 1, start) == 1
-    assert week_of(start + WEEK, start) == 2
-    assert week_of(start - DAY, start) == 1
 
 
 def test_a_report_missed_during_downtime_is_due_once() -> None:
