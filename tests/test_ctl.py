@@ -1506,6 +1506,29 @@ def test_watch_ctrl_c_exits_0_quietly(state_dir: Path, events_pub: Any) -> None:
     assert err.startswith("watching ") and err.count("\n") == 1
 
 
+def test_real_daemon_watch_shows_an_operator_halt(state_dir: Path) -> None:
+    """pixelsctl watch on pixelsd's state dir prints the halt of an orchestrator as it happens."""
+    with real_daemon(state_dir):
+        proc = start_watch("--kind", "orchestrator", "--count", "1", "--state-dir", str(state_dir))
+        try:
+            # The subscription reaches the daemon asynchronously: repeat a harmless change until
+            # the watcher has its event and exits, within a bounded number of tries.
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                run_ctl("halt", "foundation", "--state-dir", str(state_dir))
+                run_ctl("resume", "foundation", "--state-dir", str(state_dir))
+            out, err = proc.communicate(timeout=WAIT_S)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    (line,) = out.splitlines()
+    assert line.split()[1:4] in (
+        ["orchestrator", "foundation", "halted:"],
+        ["orchestrator", "foundation", "resumed"],
+    )
+
+
 def test_watch_finds_events_beside_an_ipc_control_endpoint() -> None:
     """With --endpoint ipc:///D/ctl.sock and no --state-dir, watch subscribes to /D/events.sock."""
     opts = ctl.parse_args(["watch", "--endpoint", "ipc:///srv/px/run/ctl.sock"])
