@@ -133,6 +133,8 @@ class Daemon:
         #: Heartbeats are real seconds; the clock may run time_scale times faster. Liveness is
         #: judged on the clock, so its window is heartbeat_s * time_scale of clock time.
         self.time_scale = time_scale
+        #: Set by the server when telemetry runs: the `telemetry` request's answer.
+        self.telemetry: Callable[[], object] | None = None
         self.snapshot_every = snapshot_every
         self.clock = clock
         self.ownership = _ownership(plan)
@@ -570,6 +572,12 @@ class Daemon:
         )
         return self._plan_change(event, now)
 
+    def ctl_telemetry(self, args: dict[str, object], now: float) -> object:
+        """The latest telemetry sample, or why there is none."""
+        if self.telemetry is None:
+            return {"enabled": False, "reason": "telemetry is off (--telemetry-interval 0)"}
+        return self.telemetry()
+
     def ctl_poll(self, args: dict[str, object], now: float) -> object:
         """Poll every connected orchestrator now (as the 4-hourly schedule does)."""
         names = self.connected(now)
@@ -677,4 +685,5 @@ _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] =
     "plan_defer": Daemon.ctl_plan_defer,
     "poll": Daemon.ctl_poll,
     "report_now": Daemon.ctl_report_now,
+    "telemetry": Daemon.ctl_telemetry,
 }

@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import anyio
 import anyio.abc
+import msgspec
 import structlog
 import zmq
 import zmq.asyncio
@@ -51,6 +52,10 @@ from pixels_daemon.paths import StatePaths, ipc_path
 from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
 from pixels_daemon.sdnotify import Notifier
 from pixels_daemon.store import EventStore, StoreError, Synchronous
+from pixels_daemon.telemetry.prometheus import PlanMetrics, TelemetryCollector, TelemetryStats
+from pixels_daemon.telemetry.sampler import NvmlSampler, TelemetrySample, import_nvml
+from pixels_daemon.telemetry.service import Sampler, TelemetryService
+from pixels_daemon.telemetry.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdConfig
 from protocol.messages import SOCKET_MAX_MSGSIZE
 
 log = structlog.get_logger("pixelsd")
@@ -100,6 +105,14 @@ class Config:
     engine: engine.EngineConfig = engine.DEFAULT_CONFIG
     #: Polls, rule checks and the weekly report, in the clock's (possibly scaled) time.
     schedule: schedule.Schedule = schedule.DEFAULT_SCHEDULE
+    #: Seconds between telemetry samples (real time: it is hardware, not the plan); None = off.
+    #: Off here so embedding code and tests opt in; `pixelsd run` turns it on (15 s).
+    telemetry_interval_s: float | None = None
+    thresholds: ThresholdConfig = DEFAULT_THRESHOLDS
+    #: Prometheus /metrics on metrics_addr:metrics_port; None = no endpoint.
+    metrics_port: int | None = None
+    #: Loopback only by default: the metrics carry no secrets but the endpoint has no auth.
+    metrics_addr: str = "127.0.0.1"
 
     @property
     def paths(self) -> StatePaths:
@@ -218,8 +231,11 @@ class Server:
         plan: Plan,
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.config = config
+        #: The telemetry sampler (tests give a fake); default NVML + /proc, made at start.
+        self._sampler = sampler
         self.plan = plan
         #: The scaled clock the schedules run on; a plain callable (tests) is the wall clock.
         self.sclock = clock if isinstance(clock, ScaledClock) else ScaledClock(1.0, real=clock)
@@ -230,6 +246,11 @@ class Server:
         self.events_endpoint = config.events_endpoint or self.paths.events_endpoint
         self._events: EventPublisher | None = None
         self._feed: EventFeed | None = None  # the state watchers last heard of
+        self.telemetry: TelemetryService | None = None
+        #: The plan's numbers for /metrics, swapped by reference after each commit (the scrape
+        #: runs on prometheus-client's thread and must never read the state being changed).
+        self._plan_metrics: PlanMetrics | None = None
+        self._metrics_server: Any = None
         self.daemon = Daemon(
             plan,
             heartbeat_s=config.heartbeat_s,
@@ -329,6 +350,10 @@ class Server:
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
                 tg.start_soon(self._schedule_loop)
+                if self.config.telemetry_interval_s is not None:
+                    await self._start_telemetry(tg, self.config.telemetry_interval_s)
+                if self.config.metrics_port is not None:
+                    self._start_metrics(self.config.metrics_port)
                 tg.start_soon(self._resume_gate_checks)
                 tg.start_soon(self._reload_loop)
                 if self.notifier.watchdog_interval_s is not None:
@@ -353,6 +378,7 @@ class Server:
             if self._events is not None:
                 self._events.close()
                 self._events = None
+            self._stop_metrics()
             ctx.term()
             for endpoint in bound:  # only what this daemon bound: never a file it refused to touch
                 path = ipc_path(endpoint)
@@ -581,6 +607,8 @@ class Server:
                 if path.name != "meta_status.json":
                     log.info("report_written", file=str(path), at=now)
         self._publish_changes(now, [path for path, _ in files if path.name.startswith("week_")])
+        if self._metrics_server is not None:
+            self._refresh_plan_metrics()
 
     def _publish_changes(self, now: float, written: list[Path]) -> None:
         """Tell watchers what the committed batch changed. The diff is kept current even while
@@ -643,6 +671,98 @@ class Server:
                 self._send(raw, replies)
                 self._send_bus(bus_replies)
                 await self._execute(effects)
+
+    # --- telemetry and /metrics ---------------------------------------------------------------
+
+    async def _start_telemetry(self, tg: anyio.abc.TaskGroup, interval_s: float) -> None:
+        """Sample NVML and /proc off the loop; threshold crossings become escalations."""
+
+        def on_sample(sample: TelemetrySample, crossings: tuple[Crossing, ...]) -> None:
+            for crossing in crossings:
+                alert = engine.TelemetryAlert(
+                    rule=crossing.rule,
+                    subject=crossing.subject,
+                    direction=crossing.direction,
+                    severity=crossing.severity,
+                    message=crossing.message,
+                )
+                tg.start_soon(self.apply_event, alert)
+
+        sampler = self._sampler if self._sampler is not None else NvmlSampler(import_nvml())
+        service = TelemetryService(sampler, thresholds=self.config.thresholds, on_sample=on_sample)
+        self.telemetry = service
+        self.daemon.telemetry = self.telemetry_view
+        await tg.start(service.run, interval_s)
+
+    def telemetry_view(self) -> dict[str, object]:
+        """What `pixelsctl telemetry` shows: the latest sample and what this box cannot report."""
+        service = self.telemetry
+        if service is None:
+            return {"enabled": False, "reason": "telemetry is off (--telemetry-interval 0)"}
+        info = service.info
+        latest = service.latest
+        return {
+            "enabled": info is not None and info.gpu_enabled,
+            "reason": info.disabled_reason if info is not None else "starting",
+            "info": msgspec.to_builtins(info) if info is not None else None,
+            "sample": msgspec.to_builtins(latest) if latest is not None else None,
+            "samples": service.taken,
+            "skipped": service.skipped,
+        }
+
+    def _start_metrics(self, port: int) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry(auto_describe=False)
+
+        def stats() -> TelemetryStats:
+            service = self.telemetry
+            if service is None:
+                return TelemetryStats()
+            return TelemetryStats(samples=service.taken, skipped=service.skipped)
+
+        registry.register(
+            TelemetryCollector(
+                lambda: self.telemetry.latest if self.telemetry is not None else None,
+                lambda: self._plan_metrics,
+                stats,
+            )
+        )
+        self._refresh_plan_metrics()
+        try:
+            server, _thread = start_http_server(
+                port, addr=self.config.metrics_addr, registry=registry
+            )
+        except OSError as exc:
+            raise DaemonError(
+                f"cannot serve metrics on {self.config.metrics_addr}:{port}: "
+                f"{exc.strerror or exc}; pick another --metrics-port"
+            ) from exc
+        self._metrics_server = server
+        log.info("metrics_listening", addr=self.config.metrics_addr, port=port)
+
+    def _stop_metrics(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+
+    def _refresh_plan_metrics(self) -> None:
+        """A new PlanMetrics from the committed state (only while /metrics is served)."""
+        daemon = self.daemon
+        state = daemon.state
+        open_by_severity: dict[str, int] = {}
+        for esc in state.escalations.values():
+            if esc.state != "resolved":
+                open_by_severity[esc.severity] = open_by_severity.get(esc.severity, 0) + 1
+        self._plan_metrics = PlanMetrics(
+            workstream_progress={k: w.progress for k, w in state.workstreams.items()},
+            workstream_status={k: w.status for k, w in state.workstreams.items()},
+            escalations_open=open_by_severity,
+            gate_states={k: g.state for k, g in state.gates.items()},
+            orchestrator_last_seen=dict(daemon.last_seen),
+            messages_ingested={k: o.acked_seq for k, o in state.orchestrators.items()},
+        )
 
     # --- systemd: watchdog, status, reload ----------------------------------------------------
 

@@ -10,11 +10,13 @@ from pixels_daemon.core.engine import (
     BadRequest,
     EngineConfig,
     Event,
+    Notify,
     PlanCompleted,
     PollAll,
     PollMissed,
     ReportDue,
     SendPoll,
+    TelemetryAlert,
     Tick,
     WriteReport,
     new_state,
@@ -147,3 +149,20 @@ def test_poll_and_report_events_replay_to_the_same_state() -> None:
     for at, event in log:
         step(replayed, sim.plan, event, at)
     assert msgspec.msgpack.encode(replayed) == msgspec.msgpack.encode(sim.state)
+
+
+def test_a_telemetry_alarm_raised_opens_one_escalation_and_clearing_resolves_it() -> None:
+    """telemetry_alert raised -> an open telemetry_<rule> escalation (a repeat updates it);
+    cleared -> resolved."""
+    sim = Sim()
+    alarm = TelemetryAlert(
+        rule="temperature", subject="gpu0", direction="raised", message="GPU 0 at 88 C"
+    )
+    effects = sim.do(alarm)
+    (esc,) = sim.escalations("telemetry_temperature")
+    assert (esc.state, esc.subject, esc.type) == ("open", "gpu0", "resource")
+    assert of(effects, Notify)
+    sim.do(alarm)
+    assert len(sim.escalations("telemetry_temperature")) == 1
+    sim.do(TelemetryAlert(rule="temperature", subject="gpu0", direction="cleared"))
+    assert sim.state.escalations[esc.id].state == "resolved"

@@ -94,7 +94,14 @@ from pixels_daemon.core.state import (
     initial_state,
 )
 from pixels_daemon.plan import Plan, Workstream
-from protocol.messages import DependencyFound, ErrorCode, Escalation, PollReply, Status
+from protocol.messages import (
+    DependencyFound,
+    ErrorCode,
+    Escalation,
+    PollReply,
+    Severity,
+    Status,
+)
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -310,11 +317,23 @@ class ReportDue(_Event, frozen=True, tag="report_due"):
     reason: str = "schedule"
 
 
+class TelemetryAlert(_Event, frozen=True, tag="telemetry_alert"):
+    """A telemetry threshold crossed (telemetry/thresholds.py): ``raised`` opens (or updates) the
+    escalation ``telemetry_<rule>`` about ``subject`` ("gpu0", "host"); ``cleared`` resolves it."""
+
+    rule: str
+    subject: str
+    direction: Literal["raised", "cleared"]
+    severity: Severity = "high"
+    message: str = ""
+
+
 Event = (
     Received
     | Tick
     | PollAll
     | ReportDue
+    | TelemetryAlert
     | GateCheckResult
     | CheckGate
     | Halt
@@ -820,6 +839,8 @@ class _Run:
                 self._renotify()
             case PollAll(orchestrators=names):
                 self._poll(names)
+            case TelemetryAlert():
+                self._telemetry_alert(event)
             case ReportDue(week=week):
                 if week < 1:
                     raise BadRequest(f"week {week}: weeks are numbered from 1")
@@ -1466,6 +1487,27 @@ class _Run:
             # An effect on purpose: a tick that changes the state must say so, or it is not
             # logged and a replay would miss the change.
             self.emit(PollMissed(orchestrator=name, missed=orch.missed_polls))
+
+    def _telemetry_alert(self, event: TelemetryAlert) -> None:
+        kind = f"telemetry_{event.rule}"
+        if event.direction == "cleared":
+            self._resolve_condition(kind, event.subject, event.message or "back under the line")
+            return
+        lost = event.rule == "gpu_lost"
+        self._raise(
+            _Spec(
+                type="failure" if lost else "resource",
+                kind=kind,
+                severity=event.severity,
+                issue=event.message or f"{event.rule} alarm on {event.subject}",
+                affected=[],
+                subject=event.subject,
+                help_needed="check the GPU (nvidia-smi, dmesg for Xid) and the jobs using it"
+                if lost or event.rule == "xid"
+                else f"reduce the load on {event.subject} or raise the threshold",
+            ),
+            repeat_updates=True,
+        )
 
     def _completion(self) -> None:
         """Mark the plan complete the first time every workstream is complete or deferred and
