@@ -4,11 +4,14 @@
     pixels-orchestrator escalate NAME --issue TEXT [--type T] [--severity S] [--workstream WS ...]
     pixels-orchestrator depend NAME --workstream WS --on DEP [--reason TEXT]
     pixels-orchestrator outbox NAME
+    pixels-orchestrator run NAME --agent TEMPLATE [--workdir DIR] [--plan FILE]
 
 ``report``, ``escalate`` and ``depend`` first put the message in NAME's outbox (on disk: from then
 on it is never lost), then deliver everything the outbox holds until the daemon acked it all or
 ``--wait`` runs out. What is left goes with the next run (of any command that delivers, for that
-NAME and outbox). ``outbox`` lists what is waiting, without contacting the daemon.
+NAME and outbox). ``outbox`` lists what is waiting, without contacting the daemon. ``run`` is the
+long-running orchestrator (orchestrators/runner.py): it runs an agent command per workstream the
+daemon starts and reports what the agents write, until SIGTERM.
 
 Start-up matters less than for pixelsctl, but ``--help`` and ``outbox`` stay free of zmq and anyio:
 the client is imported only by the commands that deliver.
@@ -114,6 +117,16 @@ def _seconds(text: str) -> float:
             f"{text!r} is not a number of seconds between 0 and {MAX_WAIT_S:.0f} (e.g. 10)"
         )
     return value
+
+
+def _agent_template(text: str) -> str:
+    from orchestrators.runner import TemplateError, check_template
+
+    try:
+        check_template(text)
+    except TemplateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _choices(literal: Any) -> list[str]:
@@ -224,6 +237,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     depend.add_argument("--reason", metavar="TEXT", type=_text, default="", help="why")
     _add_delivery(depend)
+
+    run = command(
+        "run",
+        "Run as orchestrator NAME until SIGTERM: start an agent for each workstream the daemon "
+        "starts, report what its STATUS.json says, obey halt/resume/stop.",
+    )
+    run.add_argument(
+        "--agent",
+        metavar="TEMPLATE",
+        type=_agent_template,
+        required=True,
+        help="the agent's command line, split like a shell would (no shell runs it), with "
+        "{workstream} {name} {days} {output} {state_dir} {python} filled in; e.g. "
+        "'{python} -m orchestrators.simagent --workstream {workstream} --days {days} "
+        "--output {output} --clock {state_dir}/clock.json'",
+    )
+    run.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="agents run in DIR/NAME/WS/ (STATUS.json, agent.log) (default: STATE_DIR/work)",
+    )
+    run.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="the plan the daemon runs, for {days} (the estimate's max days; default: embedded)",
+    )
+    _add_location(run)
+    run.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="the daemon's bus endpoint, e.g. ipc:///path/bus.sock (overrides --state-dir's)",
+    )
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="log the client's connection events too"
+    )
 
     outbox = command("outbox", "List the messages waiting in NAME's outbox (no daemon needed).")
     _add_location(outbox)
@@ -389,7 +437,62 @@ def run_outbox(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_agents(opts: argparse.Namespace) -> int:
+    """``run``: the long-running orchestrator (orchestrators/runner.py)."""
+    from pixels_daemon.plan import PlanError, load_plan
+
+    try:
+        endpoint = bus_endpoint(opts.state_dir, opts.endpoint)
+    except PathError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
+        plan = load_plan(opts.plan)
+    except PlanError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if opts.name not in plan.orchestrators:
+        known = ", ".join(plan.orchestrators)
+        raise CliError(
+            f"the plan {plan.source} has no orchestrator {opts.name!r}; it has: {known}", EXIT_USAGE
+        )
+    if "{state_dir}" in opts.agent and not opts.state_dir:
+        raise CliError("the agent template uses {state_dir}: give --state-dir DIR", EXIT_USAGE)
+    base = Path(opts.state_dir) if opts.state_dir else default_state_dir()
+    workdir = Path(opts.workdir) if opts.workdir else base / "work"
+    path = outbox_path(opts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(
+            f"cannot create {exc.filename}: {exc.strerror}; use --workdir or --outbox", EXIT_ERROR
+        ) from None
+    _configure_logging(opts.verbose, level=logging.DEBUG if opts.verbose else logging.INFO)
+
+    import anyio
+
+    from orchestrators.client import ClientError
+    from orchestrators.outbox import OutboxError
+    from orchestrators.runner import Runner, RunnerConfig
+
+    config = RunnerConfig(
+        name=opts.name,
+        endpoint=endpoint,
+        outbox=path,
+        template=opts.agent,
+        workdir=workdir.absolute(),
+        state_dir=Path(opts.state_dir).absolute() if opts.state_dir else None,
+        days={ws.id: ws.max_days for ws in plan.workstreams_of(opts.name)},
+    )
+    try:
+        return anyio.run(Runner(config).run)
+    except OutboxError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from None
+    except ClientError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": run_agents,
     "report": run_deliver,
     "escalate": run_deliver,
     "depend": run_deliver,
@@ -408,9 +511,10 @@ def _say(text: str) -> None:
 _REPORTED_EVENTS = frozenset({"rejected", "unknown_orchestrator", "refused_by_decoder"})
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, level: int | None = None) -> None:
     """The client's structlog events on stderr: warnings (renumbering, a silent daemon) always,
-    connection events with --verbose. stdout carries only the command's result."""
+    connection events with --verbose. stdout carries only the command's result. ``level``
+    overrides that choice (``run`` logs its agents' lives at INFO)."""
     import structlog
 
     def drop_reported(_logger: object, _method: str, event: Any) -> Any:
@@ -427,7 +531,7 @@ def _configure_logging(verbose: bool) -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.DEBUG if verbose else logging.WARNING
+            level if level is not None else logging.DEBUG if verbose else logging.WARNING
         ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
