@@ -471,6 +471,15 @@ def poll(opts: Options) -> Args:
     return {}
 
 
+@command("telemetry", dict[str, Any], fmt.render_telemetry)
+def telemetry(opts: Options) -> Args:
+    """Show the latest GPU and unified-memory sample, and what this box cannot report.
+
+    GPU telemetry needs NVML (the NVIDIA driver); host memory is sampled everywhere.
+    """
+    return {}
+
+
 # --- commands that are more than one request and one reply ----------------------------------
 #
 # watch (a stream), report (files, maybe after a request), verify-completion (two requests) and

@@ -437,6 +437,64 @@ def render_poll(result: PollResult, now: float) -> str:
     return f"polled {', '.join(result.polled)} (answers due within {result.deadline_s:.0f} s)"
 
 
+def _gib(n: float | None) -> str:
+    return "-" if n is None else f"{n / (1 << 30):.1f} GiB"
+
+
+def _num(value: float | None, unit: str, scale: float = 1.0, digits: int = 0) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}{unit}"
+
+
+def render_telemetry(result: dict[str, Any], now: float) -> str:
+    """The latest sample: one row per GPU, host (or unified) memory and pressure, then what is
+    not supported here and why telemetry is off if it is."""
+    lines: list[str] = []
+    if not result.get("enabled"):
+        lines.append(f"GPU telemetry: off ({result.get('reason') or 'no reason given'})")
+    sample = result.get("sample")
+    info = result.get("info") or {}
+    if sample is None:
+        lines.append("no sample yet" if "sample" in result else "")
+        return "\n".join(line for line in lines if line)
+    names = {g["index"]: g["name"] for g in info.get("gpus", [])}
+    gpus = sample.get("gpus") or []
+    if gpus:
+        rows = [
+            [
+                f"{g['index']} {names.get(g['index'], '')}".strip(),
+                g.get("health", "ok"),
+                _num(g.get("utilization_ratio"), "%", 100),
+                _num(g.get("temperature_celsius"), " C"),
+                _num(g.get("power_watts"), " W"),
+                f"{_gib(g.get('memory_used_bytes'))} / {_gib(g.get('memory_total_bytes'))}",
+                _num(g.get("sm_clock_hertz"), " MHz", 1e-6),
+                "-" if g.get("performance_state") is None else f"P{g['performance_state']}",
+            ]
+            for g in gpus
+        ]
+        lines.append(
+            table(["GPU", "HEALTH", "UTIL", "TEMP", "POWER", "MEMORY", "SM", "PSTATE"], rows)
+        )
+    host = sample.get("host")
+    if host is not None:
+        used = host["total_bytes"] - host["available_bytes"]
+        what = "unified memory" if sample.get("unified") else "host memory"
+        lines.append(
+            f"{what}: {_gib(used)} used of {_gib(host['total_bytes'])} "
+            f"({used / host['total_bytes'] * 100:.0f} %)"
+        )
+    pressure = sample.get("pressure")
+    if pressure is not None:
+        some = pressure["some"]
+        lines.append(f"memory pressure (some, avg10): {some.get('avg10', 0) * 100:.1f} %")
+    for g in info.get("gpus", []):
+        if g.get("unsupported"):
+            why = "; ".join(f"{k}: {v}" for k, v in sorted(g["unsupported"].items()))
+            lines.append(f"GPU {g['index']} unsupported: {why}")
+    lines.append(f"sampled {ago(sample.get('ts'), now)} ({result.get('samples', 0)} samples)")
+    return "\n".join(lines)
+
+
 #: Width of the kind column of `pixelsctl watch` ("orchestrator", the longest kind).
 WATCH_KIND_WIDTH = 12
 #: Width of the subject column: ids ("WS-04", "E-12", "gate-1", "week 3") and most orchestrators.

@@ -233,10 +233,12 @@ def test_every_view_has_a_table() -> None:
 
 def test_commands_table_lists_every_pixelsctl_command() -> None:
     """Section 6's commands table names exactly the requests pixelsctl sends, in its order."""
-    from pixels_daemon.ctl import COMMANDS
+    from pixels_daemon.ctl import COMMANDS, LOCAL_COMMANDS
 
     listed = names(table(subsection(section(6), "Commands")), "command")
-    assert sorted(listed) == sorted(c.request for c in COMMANDS.values())
+    sent = {c.request for c in COMMANDS.values()}
+    sent |= {r for c in LOCAL_COMMANDS.values() for r in c.requests}
+    assert sorted(listed) == sorted(sent)
 
 
 def test_limits_in_the_doc_match_the_constants() -> None:
