@@ -240,6 +240,7 @@ RESULTS: dict[str, Any] = {
     "plan_defer": PLAN_CHANGE,
     "plan_changes": [PLAN_CHANGE],
     "poll": {"polled": ["foundation", "model"], "deadline_s": 60.0},
+    "telemetry": {"enabled": False, "reason": "telemetry is off (--telemetry-interval 0)"},
 }
 ALL_COMMANDS = sorted(ctl.COMMANDS)
 #: A command line for each command (its own arguments included) and the request it must send.
@@ -293,6 +294,7 @@ SAMPLES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     ),
     "plan changes": (["plan", "changes"], "plan_changes", {}),
     "poll": (["poll"], "poll", {}),
+    "telemetry": (["telemetry"], "telemetry", {}),
 }
 #: The --json top-level shape of each command: a view's field names, or None for a plain map.
 VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
@@ -317,6 +319,7 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "plan defer": PlanChangeView,
     "plan changes": PlanChangeView,
     "poll": ctl_format.PollResult,
+    "telemetry": None,
 }
 #: Commands that only read (no arguments naming an id): safe on the module's shared daemon.
 READ_ONLY = [
@@ -878,6 +881,7 @@ FACTS: dict[str, list[str]] = {
         "needs the repro harness",
     ],
     "poll": ["polled foundation, model (answers due within 60 s)"],
+    "telemetry": ["GPU telemetry: off (telemetry is off (--telemetry-interval 0))"],
 }
 
 
