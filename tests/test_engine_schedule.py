@@ -166,3 +166,14 @@ def test_a_telemetry_alarm_raised_opens_one_escalation_and_clearing_resolves_it(
     assert len(sim.escalations("telemetry_temperature")) == 1
     sim.do(TelemetryAlert(rule="temperature", subject="gpu0", direction="cleared"))
     assert sim.state.escalations[esc.id].state == "resolved"
+
+
+def test_a_poll_reply_that_changes_nothing_still_answers_the_poll() -> None:
+    """The usual answer repeats what the daemon knows; it must still clear the pending poll
+    (it may not take the fast path of progress-only reports, which skips the bookkeeping)."""
+    sim = Sim()
+    sim.do(PollAll(orchestrators=["alpha"]))
+    answer(sim, "alpha")
+    sim.do(PollAll(orchestrators=["alpha"]))
+    answer(sim, "alpha")
+    assert sim.state.orchestrators["alpha"].poll_sent_at is None

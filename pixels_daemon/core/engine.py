@@ -819,7 +819,12 @@ class _Run:
         match event:
             case Received(message=message):
                 self._check_orchestrator(message.orchestrator)
-                if isinstance(message, Status) and self._progress_only(message):
+                # Never a poll_reply: answering a poll is bookkeeping of its own.
+                if (
+                    isinstance(message, Status)
+                    and not isinstance(message, PollReply)
+                    and self._progress_only(message)
+                ):
                     # The common case, by far: skip the whole-state passes (see _progress_only).
                     self._status(message)
                     return self.effects
