@@ -631,10 +631,14 @@ class Demo:
                 self.start_processes()
                 self.watch()
             except Interrupted:
+                if self.opts.live:
+                    print(flush=True)  # below the table, not on its last line
                 self.stop_processes()
                 self.say(f"interrupted; everything stopped. The state is kept in {self.dir}")
                 return EXIT_INTERRUPTED
             except DemoError as exc:
+                if self.opts.live:
+                    print(flush=True)
                 self.stop_processes()
                 raise DemoError(f"{exc.message}; the state is kept in {self.dir}") from None
             self.stop_processes()
@@ -806,7 +810,8 @@ class Demo:
             elapsed = time.monotonic() - self.started
             header = (
                 f"pixelsd demo · seed {self.opts.seed} · real {elapsed:.0f} s of "
-                f"~{self.expected_s:.0f} · {self.dir}"
+                f"~{self.expected_s:.0f} · Ctrl-C stops it\n"
+                f"state {self.dir} · meanwhile: pixelsctl --state-dir {self.dir} status"
             )
             table = render_table(
                 snapshot, self.sim_start.timestamp(), self.plan.weeks, header, self.recent
