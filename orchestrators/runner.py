@@ -19,7 +19,7 @@ not parse (half written by an agent that does not write atomically, or garbage) 
 state; if it is still bad at the next look, one ``escalation`` says so (again only after it was good
 in between). An agent that exits non-zero, or exits 0 without reporting complete, is an
 ``escalation`` with the tail of its log. SIGTERM or SIGINT: stop the agents, deliver what the outbox
-holds (up to a few seconds), exit 0.
+holds (up to a few seconds), exit 0. A daemon that refuses the orchestrator's name: exit 1.
 
 A runner restarted on the same WORKDIR starts again the agents of workstreams whose STATUS.json is
 not complete (the daemon re-sends only the starts it still owes; a halt in force comes with the
@@ -449,6 +449,9 @@ class Runner:
     async def _watch(self) -> None:
         while True:
             await self._look()
+            if self._client is not None and self._client.refused is not None:
+                # The daemon does not know this name: nothing will ever be delivered.
+                self.stop_requested.set()
             await anyio.sleep(self.config.watch_interval_s)
 
     async def _look(self) -> None:

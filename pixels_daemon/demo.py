@@ -521,7 +521,11 @@ def _parser() -> argparse.ArgumentParser:
         "2 bad usage; 130 interrupted.",
     )
     parser.add_argument(
-        "--seed", type=_seed, default=1, help="picks the scenario; same seed, same run (default 1)"
+        "--seed",
+        type=_seed,
+        default=1,
+        metavar="N",
+        help="picks the scenario; same seed, same run (default 1)",
     )
     parser.add_argument(
         "--state-dir",

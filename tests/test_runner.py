@@ -278,3 +278,20 @@ def test_orchestrator_not_in_the_plan_is_a_usage_error(state_dir: Path) -> None:
         "pixels-orchestrator: the plan <embedded dgx-pixels> has no orchestrator 'fundation'; "
         "it has: foundation, model, interface, integration"
     )
+
+
+@pytest.mark.slow
+def test_a_daemon_that_refuses_the_name_ends_the_runner_with_exit_1(state_dir: Path) -> None:
+    """The daemon runs another plan (no orchestrator "foundation"): the runner exits 1."""
+    from tests.test_service import PLAN
+
+    plan = state_dir / "plan.toml"
+    plan.write_text(PLAN)
+    daemon = DaemonProcess(state_dir, "--plan", str(plan)).start()
+    r = Runner(state_dir, PROBE_TEMPLATE)
+    try:
+        assert r.proc.wait(timeout=30) == 1
+    finally:
+        r.close()
+        daemon.close()
+    assert "the plan has no orchestrator 'foundation'" in r.log.read_text()
