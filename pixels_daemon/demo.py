@@ -51,6 +51,7 @@ import msgspec
 
 from pixels_daemon.paths import PathError, StatePaths
 from pixels_daemon.plan import Plan, parse_plan
+from pixels_daemon.reports import week_of
 from protocol.views import EscalationView, GateView, StatusView, WorkstreamView
 
 DAY = 86_400.0
@@ -334,10 +335,6 @@ class Snapshot:
 
     def gate(self, gate_id: str) -> GateView | None:
         return next((g for g in self.gates if g.id == gate_id), None)
-
-
-def week_of(t: float, start: float) -> int:
-    return max(1, int((t - start) // WEEK) + 1)
 
 
 def sim_time(t: float) -> str:
