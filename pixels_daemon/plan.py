@@ -119,7 +119,9 @@ class Workstream(Struct, frozen=True, kw_only=True):
     """A unit of work owned by one orchestrator, estimated at min_days..max_days.
 
     spec: path or text describing the work (free form). command: an agent command template for the
-    orchestrator runner (not interpreted by the daemon).
+    orchestrator runner (not interpreted by the daemon). gpu_bound: its work runs on the GPU
+    (training, inference), so a GPU idle for the stall window while it is in progress is a likely
+    hidden stall.
     """
 
     id: str
@@ -134,6 +136,7 @@ class Workstream(Struct, frozen=True, kw_only=True):
     critical_path: bool = False
     spec: str = ""
     command: str | None = None
+    gpu_bound: bool = False
 
 
 class GateCheck(Struct, frozen=True, kw_only=True):
@@ -275,6 +278,7 @@ class _WorkstreamTable(Struct, kw_only=True, forbid_unknown_fields=True):
     critical_path: bool = False
     spec: str = ""
     command: str | None = None
+    gpu_bound: bool = False
 
 
 class _CheckTable(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -627,6 +631,7 @@ class _Builder:
             critical_path=w.critical_path,
             spec=w.spec,
             command=w.command,
+            gpu_bound=w.gpu_bound,
         )
 
     @functools.cached_property

@@ -318,6 +318,20 @@ def test_defaults_fill_names_days_and_agent_type(tmp_path: Path) -> None:
     assert plan.gates["done"].week is None
 
 
+def test_gpu_bound_defaults_to_false_and_is_read(tmp_path: Path) -> None:
+    """A workstream is GPU-bound only when the file says gpu_bound = true."""
+    text = TINY.replace('id = "WS-1"\n', 'id = "WS-1"\ngpu_bound = true\n', 1)
+    plan = load_plan(write(tmp_path, text))
+    assert plan.workstreams["WS-1"].gpu_bound is True
+    assert plan.workstreams["WS-3"].gpu_bound is False
+
+
+def test_embedded_plan_marks_inference_and_training_gpu_bound() -> None:
+    """WS-05 (SDXL inference) and WS-06 (LoRA training) run on the GPU; nothing else does."""
+    plan = default_plan()
+    assert [w.id for w in plan.workstreams.values() if w.gpu_bound] == ["WS-05", "WS-06"]
+
+
 def test_gate_checks_and_metrics_parse(tmp_path: Path) -> None:
     """A gate's checks and metrics are read, with the default check timeout."""
     text = TINY + (
