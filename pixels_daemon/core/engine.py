@@ -41,6 +41,18 @@ Rules (everything the engine decides lives here; the workstream transitions are 
     high, ``blocker_critical_s`` -> critical (the same escalation, escalated).
   - schedule slip: the critical-path projection ends more than ``slip_tolerance_days`` after
     the plan's last week.
+  - hidden stall: a ``gpu_bound`` workstream in progress while every GPU has been idle (as
+    telemetry reports with ``GpuIdle``) for ``stall_s`` (>=), counted from the later of the idle
+    span's start and the workstream's entry into in_progress. Not raised while the workstream is
+    stalled in plain sight (ws_stalled says more); resolved when the GPU is busy again (or
+    telemetry can no longer tell) or the workstream leaves in_progress.
+- Supervision: ``Stop`` (`pixelsctl stop`) marks an orchestrator operator-stopped and sends it
+  ``stop`` (``StopOrchestrator``; again in its standing orders if it reconnects); ``Spawn`` clears
+  that and flapping, resolves its ``orchestrator_flapping`` escalation and yields
+  ``StartOrchestrator(by_operator=True)``. ``SupervisionAlert`` (from the spawner's policy, as
+  ``TelemetryAlert`` from telemetry) raises ``orchestrator_flapping`` and marks it. Processes are
+  the shell's: the engine only keeps what must survive a restart. A stopped or flapping
+  orchestrator is never ``orchestrator_stalled``.
 - Decisions: a new entry in an orchestrator's decisions_needed, and a cross-domain conflict (two
   orchestrators escalating on, or asking for decisions about, the same workstream; or one reporting
   broken a workstream its owner reported complete) make a decision record. ADRs are data
@@ -109,6 +121,9 @@ HOUR = 3_600.0
 #: The ``orchestrator`` (source) of escalations the daemon raises itself.
 DAEMON = "pixelsd"
 
+#: Why a stopped orchestrator was stopped, when the operator gave no reason.
+_STOPPED = "stopped by an operator"
+
 #: A gate check's captured output is kept to its last this many characters: enough for the end of
 #: a failing script's log, while the state (and every snapshot) stays small.
 MAX_CHECK_OUTPUT = 4096
@@ -117,7 +132,14 @@ SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 #: Kinds of the escalations the daemon raises for a condition, and resolves when it clears.
 CONDITION_KINDS = frozenset(
-    {"ws_stalled", "orchestrator_stalled", "overrun", "blocker_aged", "schedule_slip"}
+    {
+        "ws_stalled",
+        "orchestrator_stalled",
+        "overrun",
+        "blocker_aged",
+        "schedule_slip",
+        "hidden_stall",
+    }
 )
 
 OVERRUN_OPTIONS = ["re-scope", "add resources", "defer"]
@@ -328,12 +350,54 @@ class TelemetryAlert(_Event, frozen=True, tag="telemetry_alert"):
     message: str = ""
 
 
+class GpuIdle(_Event, frozen=True, tag="gpu_idle"):
+    """Telemetry's word on the GPUs (telemetry/weekly.py): every GPU has been idle (below the busy
+    line, no gap in the samples) since ``since``, for at least the stall window; None: not any
+    more (a GPU is busy, the samples have a gap, or telemetry stopped). Sent only when it changes,
+    so a GPU idling between jobs costs the log nothing."""
+
+    since: float | None = None
+
+
+class SupervisionAlert(_Event, frozen=True, tag="supervision_alert"):
+    """The spawner's policy (spawner.py) about an orchestrator's process: ``raised`` opens the
+    escalation ``orchestrator_<rule>`` ("flapping": crashed too often, no longer restarted) about
+    ``orchestrator`` and marks it; ``cleared`` resolves it."""
+
+    rule: Literal["flapping"]
+    orchestrator: str
+    direction: Literal["raised", "cleared"]
+    severity: Severity = "high"
+    message: str = ""
+    help_needed: str = ""
+    details: dict[str, float | str] = {}
+
+
+class Spawn(_Event, frozen=True, tag="spawn"):
+    """``pixelsctl spawn NAME``: clears an operator's stop and flapping; the spawner starts it."""
+
+    orchestrator: str
+    reason: str = ""
+
+
+class Stop(_Event, frozen=True, tag="stop"):
+    """``pixelsctl stop NAME``: the orchestrator is told to stop and is not restarted until
+    ``Spawn``."""
+
+    orchestrator: str
+    reason: str = ""
+
+
 Event = (
     Received
     | Tick
     | PollAll
     | ReportDue
     | TelemetryAlert
+    | SupervisionAlert
+    | Spawn
+    | Stop
+    | GpuIdle
     | GateCheckResult
     | CheckGate
     | Halt
@@ -370,6 +434,18 @@ class _Effect(Struct, frozen=True, kw_only=True, tag_field="effect"):
 
 
 class StartOrchestrator(_Effect, frozen=True, tag="start_orchestrator"):
+    """The orchestrator should run: activated by the plan, or (``by_operator``) `pixelsctl
+    spawn`, which also clears its flapping. The spawner starts its process."""
+
+    orchestrator: str
+    reason: str
+    by_operator: bool = False
+
+
+class StopOrchestrator(_Effect, frozen=True, tag="stop_orchestrator"):
+    """`pixelsctl stop`: the orchestrator is sent ``stop`` (it stops its agents and exits); the
+    spawner makes sure its process ends and does not restart it."""
+
     orchestrator: str
     reason: str
 
@@ -494,6 +570,7 @@ class PlanCompleted(_Effect, frozen=True, tag="plan_completed"):
 
 Effect = (
     StartOrchestrator
+    | StopOrchestrator
     | StartWorkstream
     | HaltOrchestrator
     | HaltWorkstream
@@ -553,6 +630,9 @@ def standing_orders(state: State, plan: Plan, orchestrator: str) -> list[Effect]
     """The commands an orchestrator should be following now: for one that (re)registers, since
     commands on the bus are not durable and it may have missed them."""
     orch = state.orchestrators[orchestrator]
+    if orch.operator_stopped:
+        # Stopped by an operator yet connected (started by hand, or its stop was missed): again.
+        return [StopOrchestrator(orchestrator=orchestrator, reason=_STOPPED)]
     if orch.holds:
         return [HaltOrchestrator(orchestrator=orchestrator, reason=_describe_holds(orch.holds))]
     if orch.activated_at is None:
@@ -846,6 +926,16 @@ class _Run:
                 self._poll(names)
             case TelemetryAlert():
                 self._telemetry_alert(event)
+            case SupervisionAlert():
+                self._supervision_alert(event)
+            case Spawn():
+                self._spawn(event)
+            case Stop():
+                self._stop(event)
+            case GpuIdle(since=since):
+                if since is not None and since > self.now:
+                    raise BadRequest(f"gpu idle since {_iso(since)} is in the future")
+                self.state.gpu_idle_since = _float_or_none(since)
             case ReportDue(week=week):
                 if week < 1:
                     raise BadRequest(f"week {week}: weeks are numbered from 1")
@@ -908,7 +998,8 @@ class _Run:
 
     def _check_orchestrator(self, name: str) -> None:
         if name not in self.plan.orchestrators:
-            raise NotFound(f"the plan has no orchestrator {name!r}")
+            known = ", ".join(self.plan.orchestrators)
+            raise NotFound(f"the plan has no orchestrator {name!r}; it has: {known}")
 
     def _ws(self, ws_id: str) -> WorkstreamState:
         if ws_id not in self.plan.workstreams:
@@ -1363,6 +1454,8 @@ class _Run:
                 ws.status = transition(ws.status, event)
             if ws.status in STARTED | {"complete"} and ws.started_at is None:
                 ws.started_at = self.now
+            if ws.status == "in_progress" and before_status != "in_progress":
+                ws.in_progress_since = self.now
             if report.progress != ws.progress or ws.status != before_status:
                 ws.progress_changed_at = self.now
             ws.progress = float(report.progress)
@@ -1512,6 +1605,54 @@ class _Run:
                 else f"reduce the load on {event.subject} or raise the threshold",
             ),
             repeat_updates=True,
+        )
+
+    def _supervision_alert(self, event: SupervisionAlert) -> None:
+        self._check_orchestrator(event.orchestrator)
+        orch = self.state.orchestrators[event.orchestrator]
+        kind = f"orchestrator_{event.rule}"
+        if event.direction == "cleared":
+            orch.flapping = False
+            self._resolve_condition(kind, event.orchestrator, event.message or "cleared")
+            return
+        orch.flapping = True
+        self._raise(
+            _Spec(
+                type="failure",
+                kind=kind,
+                severity=event.severity,
+                issue=event.message or f"orchestrator {event.orchestrator} is {event.rule}",
+                affected=[],
+                subject=event.orchestrator,
+                help_needed=event.help_needed
+                or f"fix it, then `pixelsctl spawn {event.orchestrator}` to try again",
+                details=dict(event.details),
+            ),
+            repeat_updates=True,
+        )
+
+    def _spawn(self, event: Spawn) -> None:
+        self._check_orchestrator(event.orchestrator)
+        orch = self.state.orchestrators[event.orchestrator]
+        orch.operator_stopped = False
+        orch.flapping = False
+        # Trying again is the operator's answer to a flapping escalation: it is dealt with.
+        self._resolve_condition(
+            "orchestrator_flapping", event.orchestrator, "spawned again by an operator"
+        )
+        self.emit(
+            StartOrchestrator(
+                orchestrator=event.orchestrator,
+                reason=event.reason or "spawned by an operator",
+                by_operator=True,
+            )
+        )
+
+    def _stop(self, event: Stop) -> None:
+        self._check_orchestrator(event.orchestrator)
+        self.state.orchestrators[event.orchestrator].operator_stopped = True
+        self.emit(
+            StopOrchestrator(orchestrator=event.orchestrator, reason=event.reason or _STOPPED)
         )
 
     def _completion(self) -> None:
@@ -1700,8 +1841,10 @@ class _Run:
         for w in self.plan.workstreams.values():
             ws = self.state.workstreams[w.id]
             waiting = unmet(effective_deps(self.state, self.plan, w.id), status_of)
+            stall = self._stall_spec(w, ws, waiting)
             specs = (
-                self._stall_spec(w, ws, waiting),
+                stall,
+                self._hidden_stall_spec(w, ws) if stall is None else None,
                 self._overrun_spec(w, ws, slip),
                 self._ws_blocker_spec(w, ws),
             )
@@ -1748,6 +1891,32 @@ class _Run:
             ),
             help_needed=f"ask {w.orchestrator} what holds {w.id}; unblock or re-plan",
             details={"last_progress": ws.progress, "last_change": since},
+        )
+
+    def _hidden_stall_spec(self, w: Workstream, ws: WorkstreamState) -> _Spec | None:
+        """GPU-bound, in progress, and every GPU idle for stall_s (>=) of that time."""
+        idle = self.state.gpu_idle_since
+        if not w.gpu_bound or idle is None or ws.status != "in_progress":
+            return None
+        entered = ws.in_progress_since if ws.in_progress_since is not None else ws.started_at
+        since = max(idle, entered) if entered is not None else idle
+        if self.now - since < self.config.stall_s:
+            return None
+        return _Spec(
+            type="stall",
+            kind="hidden_stall",
+            severity="medium",  # "likely": the GPU may be idle for a reason the plan cannot see
+            affected=[w.id],
+            subject=w.orchestrator,
+            issue=(
+                f"{w.id} ({w.name}) likely stalled: in progress (progress "
+                f"{ws.progress:.0%}) but every GPU has been idle since {_iso(idle)}"
+            ),
+            help_needed=(
+                f"ask {w.orchestrator} whether {w.id}'s GPU jobs are running (nvidia-smi); an "
+                "agent waiting on input or a hung job looks busy but leaves the GPU idle"
+            ),
+            details={"gpu_idle_since": idle, "progress": ws.progress},
         )
 
     def _overrun_spec(
@@ -1818,6 +1987,8 @@ class _Run:
             orch = self.state.orchestrators[o.id]
             if orch.activated_at is None or orch.holds:
                 continue
+            if orch.operator_stopped or orch.flapping:
+                continue  # silent on purpose, or escalated as flapping already
             own = [w.id for w in self.plan.workstreams_of(o.id)]
             if all(self.state.workstreams[w].status in FINAL for w in own):
                 continue

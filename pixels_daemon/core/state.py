@@ -18,7 +18,8 @@ from pixels_daemon.core.machine import WsState
 #: core are then ignored and the state is rebuilt from the log.
 #: 2: the coordination engine (machine states, holds, gates, escalation lifecycle, decisions).
 #: 3: polls (pending, missed), reports written, plan completion.
-CORE_VERSION = 3
+#: 4: in_progress_since and gpu_idle_since (the hidden-stall rule).
+CORE_VERSION = 4
 
 
 class WorkstreamState(Struct, kw_only=True):
@@ -27,6 +28,7 @@ class WorkstreamState(Struct, kw_only=True):
     holds: why it is halted ("gate:<id>", "operator"); it is halted while it or its orchestrator
     holds any. progress_changed_at: when progress (or the state) last changed: the stall clock.
     paused_s: time spent halted after it started (not counted against its estimate).
+    in_progress_since: when it last entered in_progress (the hidden-stall clock starts there).
     """
 
     status: WsState = "not_started"
@@ -41,6 +43,7 @@ class WorkstreamState(Struct, kw_only=True):
     progress_changed_at: float | None = None
     halted_at: float | None = None
     paused_s: float = 0.0
+    in_progress_since: float | None = None
 
 
 class OrchestratorState(Struct, kw_only=True):
@@ -64,6 +67,10 @@ class OrchestratorState(Struct, kw_only=True):
     poll_sent_at: float | None = None
     missed_polls: int = 0
     unanswered_since: float | None = None
+    #: Supervision: `pixelsctl stop` (not restarted until `pixelsctl spawn`); crashed too often
+    #: (not restarted, escalated, until spawned).
+    operator_stopped: bool = False
+    flapping: bool = False
 
 
 class EscalationRecord(Struct, kw_only=True):
@@ -184,6 +191,8 @@ class State(Struct, kw_only=True):
     effective dependencies of a workstream are the plan's, minus dropped, plus added).
     open_escalations: fingerprint -> id of the unresolved escalation carrying it.
     plan_started_at: when the first orchestrator activated (the schedule's week 1 starts then).
+    gpu_idle_since: since when every GPU has been idle, as telemetry last told (``GpuIdle``); set
+    only once the idle span has lasted the stall window, None otherwise.
     """
 
     events: int = 0  # orchestrator messages applied, rejected ones included (each consumed a seq)
@@ -206,6 +215,7 @@ class State(Struct, kw_only=True):
     plan_started_at: float | None = None
     reports: dict[int, float] = field(default_factory=dict)  # week -> when its report was written
     completed_at: float | None = None  # every workstream complete (or deferred), every gate passed
+    gpu_idle_since: float | None = None
 
 
 def initial_state(
