@@ -18,7 +18,8 @@ from pixels_daemon.core.machine import WsState
 #: core are then ignored and the state is rebuilt from the log.
 #: 2: the coordination engine (machine states, holds, gates, escalation lifecycle, decisions).
 #: 3: polls (pending, missed), reports written, plan completion.
-#: 4: in_progress_since and gpu_idle_since (the hidden-stall rule).
+#: 4: in_progress_since and gpu_idle_since (the hidden-stall rule); operator_stopped and flapping
+#:    (supervision).
 CORE_VERSION = 4
 
 
