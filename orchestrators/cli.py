@@ -4,7 +4,7 @@
     pixels-orchestrator escalate NAME --issue TEXT [--type T] [--severity S] [--workstream WS ...]
     pixels-orchestrator depend NAME --workstream WS --on DEP [--reason TEXT]
     pixels-orchestrator outbox NAME
-    pixels-orchestrator run NAME --agent TEMPLATE [--workdir DIR] [--plan FILE]
+    pixels-orchestrator run NAME [--config FILE] [--agent TEMPLATE] [--workdir DIR] [--plan FILE]
 
 ``report``, ``escalate`` and ``depend`` first put the message in NAME's outbox (on disk: from then
 on it is never lost), then deliver everything the outbox holds until the daemon acked it all or
@@ -120,7 +120,7 @@ def _seconds(text: str) -> float:
 
 
 def _agent_template(text: str) -> str:
-    from orchestrators.runner import TemplateError, check_template
+    from orchestrators.runconfig import TemplateError, check_template
 
     try:
         check_template(text)
@@ -241,27 +241,36 @@ def build_parser() -> argparse.ArgumentParser:
     run = command(
         "run",
         "Run as orchestrator NAME until SIGTERM: start an agent for each workstream the daemon "
-        "starts, report what its STATUS.json says, obey halt/resume/stop.",
+        "starts, report what it says (STATUS.json, PIXELS- lines, or its liveness), obey "
+        "halt/resume/stop.",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the runner config (TOML): [agent] command, env, workdir, halt, grace_s, progress; "
+        "[workstreams.WS] command, env (docs/configuration.md)",
     )
     run.add_argument(
         "--agent",
         metavar="TEMPLATE",
         type=_agent_template,
-        required=True,
-        help="the agent's command line, split like a shell would (no shell runs it), with "
-        "{workstream} {name} {days} {output} {state_dir} {python} filled in; e.g. "
+        help="the agent command for workstreams that get none from the config or the plan: "
+        "split like a shell would (no shell runs it), with {workstream} {name} {days} {output} "
+        "{state_dir} {python} {spec} {agent_type} {priority} {depends} filled in; e.g. "
         "'{python} -m orchestrators.simagent --workstream {workstream} --days {days} "
         "--output {output} --clock {state_dir}/clock.json'",
     )
     run.add_argument(
         "--workdir",
         metavar="DIR",
-        help="agents run in DIR/NAME/WS/ (STATUS.json, agent.log) (default: STATE_DIR/work)",
+        help="agents run in DIR/NAME/WS/ (STATUS.json, agent.log, agent.pid) (default: the "
+        "config's workdir, else STATE_DIR/work)",
     )
     run.add_argument(
         "--plan",
         metavar="FILE",
-        help="the plan the daemon runs, for {days} (the estimate's max days; default: embedded)",
+        help="the plan the daemon runs, for the workstreams' commands and placeholders "
+        "(default: embedded)",
     )
     _add_location(run)
     run.add_argument(
@@ -439,6 +448,14 @@ def run_outbox(opts: argparse.Namespace) -> int:
 
 def run_agents(opts: argparse.Namespace) -> int:
     """``run``: the long-running orchestrator (orchestrators/runner.py)."""
+    from orchestrators.runconfig import (
+        AgentSettings,
+        ConfigError,
+        PlanInfo,
+        RunnerFile,
+        TemplateError,
+        load_runner_file,
+    )
     from pixels_daemon.plan import PlanError, load_plan
 
     try:
@@ -454,10 +471,34 @@ def run_agents(opts: argparse.Namespace) -> int:
         raise CliError(
             f"the plan {plan.source} has no orchestrator {opts.name!r}; it has: {known}", EXIT_USAGE
         )
-    if "{state_dir}" in opts.agent and not opts.state_dir:
-        raise CliError("the agent template uses {state_dir}: give --state-dir DIR", EXIT_USAGE)
+    try:
+        file = load_runner_file(opts.config) if opts.config else RunnerFile()
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    settings = AgentSettings(
+        plan={
+            ws.id: PlanInfo(
+                days=ws.max_days,
+                spec=ws.spec,
+                agent_type=ws.agent_type,
+                priority=ws.priority,
+                depends=ws.depends_on,
+                command=ws.command,
+            )
+            for ws in plan.workstreams_of(opts.name)
+        },
+        file=file,
+        file_name=opts.config or "the runner config",
+        flag_command=opts.agent,
+    )
+    others = frozenset(ws for ws in plan.workstreams if ws not in settings.plan)
+    try:
+        missing = settings.check(state_dir_given=bool(opts.state_dir), other_workstreams=others)
+    except (ConfigError, TemplateError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     base = Path(opts.state_dir) if opts.state_dir else default_state_dir()
-    workdir = Path(opts.workdir) if opts.workdir else base / "work"
+    config_dir = Path(opts.config).absolute().parent if opts.config else None
+    workdir = settings.workdir(base, opts.workdir, config_dir)
     path = outbox_path(opts)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
@@ -469,19 +510,28 @@ def run_agents(opts: argparse.Namespace) -> int:
     _configure_logging(opts.verbose, level=logging.DEBUG if opts.verbose else logging.INFO)
 
     import anyio
+    import structlog
 
     from orchestrators.client import ClientError
     from orchestrators.outbox import OutboxError
     from orchestrators.runner import Runner, RunnerConfig
 
+    if missing:
+        # Not fatal: a start for one of them is an escalation saying how to give it a command.
+        structlog.get_logger("pixels.runner").warning(
+            "no_agent_command", workstreams=missing, fix="--config FILE, the plan, or --agent"
+        )
+    if opts.agent is not None and file.agent.command is not None:
+        structlog.get_logger("pixels.runner").warning(
+            "agent_flag_unused", why=f"[agent] command in {opts.config} comes first"
+        )
     config = RunnerConfig(
         name=opts.name,
         endpoint=endpoint,
         outbox=path,
-        template=opts.agent,
         workdir=workdir.absolute(),
         state_dir=Path(opts.state_dir).absolute() if opts.state_dir else None,
-        days={ws.id: ws.max_days for ws in plan.workstreams_of(opts.name)},
+        agents=settings,
     )
     try:
         return anyio.run(Runner(config).run)

@@ -1,38 +1,50 @@
-"""A long-running orchestrator: runs one agent command per workstream the daemon starts, watches
-each agent's STATUS.json, and reports what changes.
+"""A long-running orchestrator: runs one agent command per workstream the daemon starts, reads what
+each agent says about its work, and reports what changes.
 
-    pixels-orchestrator run NAME [--state-dir DIR | --endpoint URL] --agent TEMPLATE [--workdir DIR]
+    pixels-orchestrator run NAME [--state-dir DIR | --endpoint URL] [--config FILE]
+        [--agent TEMPLATE] [--workdir DIR] [--plan FILE]
+
+Which command a workstream's agent runs, its environment, halt mode and progress source come from
+orchestrators/runconfig.py (the config file, the plan, ``--agent``); how its progress is read, from
+orchestrators/progress.py (STATUS.json, ``PIXELS-`` lines on its output, liveness); its process,
+pid file and adoption, from orchestrators/agentproc.py.
 
 The daemon drives it through commands (docs/protocol.md):
 
-- ``start_workstream WS``: run the agent TEMPLATE, formatted with {workstream} {name} {days}
-  {output} {state_dir} {python} (shlex-split first, each word formatted: no shell), in
-  WORKDIR/NAME/WS/ with its output appended to WORKDIR/NAME/WS/agent.log;
-- ``halt`` (one workstream, or the whole orchestrator): SIGTERM the agent's process group, keep its
-  files; ``resume``: start it again (an agent continues from its STATUS.json);
+- ``start_workstream WS``: run the workstream's agent command (shlex-split, each word formatted
+  with the placeholders: no shell) in WORKDIR/NAME/WS/, its stdout and stderr appended to
+  WORKDIR/NAME/WS/agent.log, its pid in agent.pid. No command from any source: one escalation
+  saying how to configure one; the runner serves on;
+- ``halt`` (one workstream, or the whole orchestrator): ``terminate`` (default) SIGTERMs the
+  agent's process group (SIGKILL after the grace), ``pause`` SIGSTOPs it; its files stay.
+  ``resume``: SIGCONT a paused agent, start a terminated one again (it continues from its files);
 - ``stop`` with a workstream: stop that agent for good; without one: stop everything and exit 0;
 - ``poll``: answer with a ``poll_reply`` (re = the poll's id) holding every workstream's last state.
 
-Every ~0.15 s each STATUS.json's mtime and size are looked at; a changed file is read and, when the
-reported state (status, progress, blocker, metrics) changed, sent as a ``status``. A file that does
-not parse (half written by an agent that does not write atomically, or garbage) keeps the last good
-state; if it is still bad at the next look, one ``escalation`` says so (again only after it was good
-in between). An agent that exits non-zero, or exits 0 without reporting complete, is an
-``escalation`` with the tail of its log. SIGTERM or SIGINT: stop the agents, deliver what the outbox
-holds (up to a few seconds), exit 0. A daemon that refuses the orchestrator's name: exit 1.
+Every ~0.15 s each agent is looked at: its STATUS.json (mtime and size; read when changed), the new
+lines of its agent.log, and its process. When the state the chosen source gives (status, progress,
+blocker, metrics) changed, it is sent as a ``status``. A STATUS.json that does not parse (half
+written, or garbage) keeps the last good state; if it is still bad at the next look, one
+``escalation`` says so (again only after it was good in between); a bad ``PIXELS-`` line is one
+escalation per agent run. A reported blocker is a ``blocker`` escalation, once per distinct text
+(the daemon ages it later: 24 h high, 48 h critical). An agent that exits non-zero, or exits 0
+without reporting complete (liveness alone: exit 0 is complete), is an ``escalation`` with the tail
+of its log. SIGTERM or SIGINT: stop the agents, deliver what the outbox holds (up to a few seconds),
+exit 0. A daemon that refuses the orchestrator's name: exit 1.
 
-A runner restarted on the same WORKDIR starts again the agents of workstreams whose STATUS.json is
-not complete (the daemon re-sends only the starts it still owes; a halt in force comes with the
-welcome, and stops them again).
+A runner restarted on the same WORKDIR adopts every agent whose agent.pid names a process that is
+still alive with the recorded start time (they run in their own session and outlive a runner that
+crashed): it watches them again (liveness from /proc, since they are not its children: an exit
+without complete is a failure of unknown status) instead of starting a second one. It starts again
+the agents that were running when it died (a stale agent.pid) and those whose STATUS.json is not
+complete; the daemon re-sends only the starts it still owes, and a halt in force comes with the
+welcome and halts them again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -46,7 +58,37 @@ from typing import Any
 import anyio
 import structlog
 
+from orchestrators.agentproc import (
+    AgentProcess,
+    PidRecord,
+    read_pid_file,
+    remove_pid_file,
+    write_pid_file,
+)
 from orchestrators.client import OrchestratorClient
+from orchestrators.progress import (
+    COMPLETE,
+    IN_PROGRESS,
+    NAME_RE,
+    TEXT_MAX,
+    BadProgressLine,
+    BadStatusFile,
+    LineReader,
+    Reported,
+    choose,
+    parse_line,
+    parse_status,
+    uses_file,
+    uses_lines,
+    uses_liveness,
+)
+from orchestrators.runconfig import (
+    PLACEHOLDERS,
+    AgentSettings,
+    TemplateError,
+    agent_argv,
+    check_template,
+)
 from protocol.messages import (
     Command,
     Escalation,
@@ -54,146 +96,33 @@ from protocol.messages import (
     Poll,
     PollReply,
     Status,
-    WorkstreamReport,
 )
+
+__all__ = [
+    "PLACEHOLDERS",
+    "BadStatusFile",
+    "Reported",
+    "Runner",
+    "RunnerConfig",
+    "TemplateError",
+    "agent_argv",
+    "check_template",
+    "log_tail",
+    "parse_status",
+]
 
 log = structlog.get_logger("pixels.runner")
 
-#: How often STATUS.json files and agent processes are looked at (real seconds). The files are
-#: small; 0.15 s keeps the daemon's view within a fraction of a second of the agents'.
+#: How often agents are looked at (real seconds). The files are small; 0.15 s keeps the daemon's
+#: view within a fraction of a second of the agents'.
 WATCH_INTERVAL_S = 0.15
-#: After SIGTERM, how long an agent gets to write its last state and exit before SIGKILL.
-TERM_GRACE_S = 5.0
 #: On shutdown, how long the outbox gets to be delivered before the runner exits anyway (what is
 #: left stays in the outbox for the next run: nothing is lost).
 FLUSH_S = 5.0
 #: Lines of an agent's log quoted in the escalation for its failure: the traceback's end fits.
 LOG_TAIL_LINES = 15
-#: protocol.messages.Text: the longest string a message field may carry.
-TEXT_MAX = 4096
-#: The placeholders an agent template may use.
-PLACEHOLDERS = ("workstream", "name", "days", "output", "state_dir", "python")
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # protocol.messages.Name
-_STATUSES = {"not_started", "in_progress", "blocked", "complete"}
-
-
-class TemplateError(Exception):
-    """An agent template that cannot be used; the message says why."""
-
-
-class BadStatusFile(ValueError):
-    """A STATUS.json that cannot be used; the message says what is wrong with it."""
-
-
-# --- pure: the agent's command line and its STATUS.json ---------------------------------------
-
-
-def agent_argv(template: str, values: dict[str, str]) -> list[str]:
-    """The agent's argv: ``template`` split like a shell would (no shell runs it), then each
-    word formatted with ``values``. Raises TemplateError naming the fault."""
-    try:
-        words = shlex.split(template)
-    except ValueError as exc:
-        raise TemplateError(f"cannot split the agent template: {exc}") from None
-    if not words:
-        raise TemplateError("the agent template is empty")
-    try:
-        return [word.format(**values) for word in words]
-    except KeyError as exc:
-        raise TemplateError(
-            f"unknown placeholder {{{exc.args[0]}}} in the agent template; known: "
-            + " ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-        ) from None
-    except (ValueError, IndexError) as exc:
-        raise TemplateError(
-            f"bad agent template ({exc}); write a literal brace as {{{{ or }}}}"
-        ) from None
-
-
-def check_template(template: str) -> None:
-    """Raise TemplateError if ``template`` cannot be formatted."""
-    agent_argv(template, dict.fromkeys(PLACEHOLDERS, "x"))
-
-
-@dataclass(frozen=True)
-class Reported:
-    """One STATUS.json as the runner understood it."""
-
-    report: WorkstreamReport
-    metrics: dict[str, float]
-
-    def key(self) -> tuple[Any, ...]:
-        """What a change is judged on."""
-        r = self.report
-        return (r.status, r.progress, r.blocker, r.completion_time, sorted(self.metrics.items()))
-
-
-def parse_status(text: str, workstream: str) -> Reported:
-    """Read a STATUS.json document (the source project's shape). Raises ValueError saying what
-    is wrong. progress is 0..1 (a value above 1, up to 100, is read as a percentage); blockers are
-    joined into the report's one blocker text; metrics that are not numbers, or whose names are
-    not wire names, are left out."""
-    doc = json.loads(text)
-    if not isinstance(doc, dict):
-        raise BadStatusFile("not a JSON object")
-    named = doc.get("workstream", workstream)
-    if named != workstream:
-        raise BadStatusFile(f"it is about {named!r}, not {workstream}")
-    status = doc.get("status")
-    if status == "completed":
-        status = "complete"
-    if status not in _STATUSES:
-        raise BadStatusFile(f"status {status!r} is not one of {', '.join(sorted(_STATUSES))}")
-    progress = doc.get("progress", 0.0)
-    if isinstance(progress, bool) or not isinstance(progress, int | float):
-        raise BadStatusFile(f"progress {progress!r} is not a number")
-    if 1.0 < progress <= 100.0:
-        progress = progress / 100.0
-    if not 0.0 <= progress <= 1.0:
-        raise BadStatusFile(f"progress {progress!r} is not between 0 and 1")
-    if status == "complete":
-        progress = 1.0
-    blockers = doc.get("blockers") or []
-    if not isinstance(blockers, list):
-        raise BadStatusFile("blockers is not a list")
-    blocker = "; ".join(str(b) for b in blockers if str(b).strip())[:TEXT_MAX] or None
-    completion = doc.get("completion_date")
-    completion_time = _timestamp(completion) if status == "complete" and completion else None
-    metrics_doc = doc.get("metrics") or {}
-    if not isinstance(metrics_doc, dict):
-        raise BadStatusFile("metrics is not an object")
-    metrics = {
-        str(k): float(v)
-        for k, v in metrics_doc.items()
-        if _NAME_RE.match(str(k))
-        and isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and math.isfinite(v)
-    }
-    report = WorkstreamReport(
-        status=status,
-        progress=float(progress),
-        blocker=blocker,
-        completion_time=completion_time,
-    )
-    return Reported(report=report, metrics=metrics)
-
-
-def _timestamp(value: object) -> float | None:
-    """An ISO 8601 time (or unix seconds) as unix seconds; None if it cannot be read."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    ts = dt.timestamp()
-    return ts if ts >= 0 else None
+#: After SIGKILL, how long an adopted agent (not our child: nothing to wait on) gets to vanish.
+KILL_WAIT_S = 5.0
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES, limit: int = 2000) -> str:
@@ -217,20 +146,32 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, limit: int = 2000) -> str:
 class Agent:
     """One workstream's agent, as the runner keeps it.
 
-    state: running | halted (stopped by a halt; resume starts it again) | done (reported
-    complete) | failed (exited otherwise) | stopped (stop command: for good).
+    state: idle (not started) | running | paused (SIGSTOPped by a halt) | halted (terminated by
+    a halt; resume starts it again) | done (reported complete) | failed (exited otherwise, or
+    no command) | stopped (stop command: for good).
     """
 
     workstream: str
     folder: Path
-    state: str = "running"
-    proc: subprocess.Popen[bytes] | None = None
+    state: str = "idle"
+    proc: AgentProcess | None = None
     terminating: bool = False
+    # STATUS.json
     stamp: tuple[int, int] | None = None
-    good: Reported | None = None
-    sent: tuple[Any, ...] | None = None
+    file_state: Reported | None = None
     bad: tuple[tuple[int, int], str] | None = None  # the stamp of a bad file and why
     bad_escalated: bool = False
+    # PIXELS- lines in agent.log
+    lines: LineReader | None = None
+    line_state: Reported | None = None
+    bad_line_escalated: bool = False
+    # liveness
+    live_state: Reported | None = None
+    # what the daemon was told
+    current: Reported | None = None
+    sent: tuple[Any, ...] | None = None
+    blockers_escalated: set[str] = field(default_factory=set)
+    no_command_escalated: bool = False
 
     @property
     def output(self) -> Path:
@@ -240,16 +181,18 @@ class Agent:
     def log(self) -> Path:
         return self.folder / "agent.log"
 
+    def alive(self) -> bool:
+        return self.proc is not None and not self.proc.exited()
+
 
 @dataclass
 class RunnerConfig:
     name: str
     endpoint: str
     outbox: Path
-    template: str
     workdir: Path
     state_dir: Path | None
-    days: dict[str, int] = field(default_factory=dict)  # workstream -> estimate (max days)
+    agents: AgentSettings = field(default_factory=AgentSettings)
     watch_interval_s: float = WATCH_INTERVAL_S
 
 
@@ -259,6 +202,8 @@ class Runner:
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
         self.name = config.name
+        self.settings = config.agents
+        self.mode = config.agents.progress
         self.agents: dict[str, Agent] = {}
         self.halted = False  # the whole orchestrator is halted
         self.deferred_starts: list[str] = []  # starts that came while halted
@@ -277,7 +222,7 @@ class Runner:
         cfg.workdir.mkdir(parents=True, exist_ok=True)
         async with OrchestratorClient(self.name, cfg.endpoint, cfg.outbox) as client:
             self._client = client
-            self._restart_unfinished()
+            self._reattach()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._signals)
                 tg.start_soon(self._commands, client)
@@ -300,25 +245,46 @@ class Runner:
                 log.info("signal", signal=signal.Signals(signum).name)
                 self.stop_requested.set()
 
-    def _restart_unfinished(self) -> None:
-        """Agents of a previous run of this runner whose work is not complete start again."""
+    def _reattach(self) -> None:
+        """What a previous run of this runner left: adopt live agents, start again the ones that
+        were running when it died and those whose STATUS.json is not complete."""
         base = self.config.workdir / self.name
         if not base.is_dir():
             return
         for folder in sorted(base.iterdir()):
-            status = folder / "STATUS.json"
-            if not status.is_file() or not _NAME_RE.match(folder.name):
+            if not folder.is_dir() or not NAME_RE.match(folder.name):
                 continue
-            try:
-                reported = parse_status(status.read_text(), folder.name)
-            except (OSError, ValueError):
-                reported = None
+            ws = folder.name
+            record = read_pid_file(folder)
+            proc = AgentProcess.adopt(record) if record is not None else None
+            if record is not None and proc is not None:
+                self._adopt(ws, record, proc)
+                continue
+            remove_pid_file(folder)  # its agent is gone
+            agent = self._agent(ws)
+            self._read_file_now(agent)
+            if record is not None and uses_lines(self.mode):
+                agent.lines = LineReader(agent.log, record.log_offset)
+                self._read_lines(agent, final=True)
+            reported = choose(self.mode, agent.file_state, agent.line_state, None)
             if reported is not None and reported.report.status == "complete":
-                agent = self._agent(folder.name)
-                agent.state, agent.good = "done", reported
+                agent.state, agent.current = "done", reported
                 continue
-            log.info("restarting_unfinished", workstream=folder.name)
-            self._start(folder.name)
+            if record is not None or (uses_file(self.mode) and agent.output.is_file()):
+                log.info("restarting_unfinished", workstream=ws)
+                self._start(ws)
+
+    def _adopt(self, ws: str, record: PidRecord, proc: AgentProcess) -> None:
+        agent = self._agent(ws)
+        agent.proc, agent.state, agent.terminating = proc, "running", False
+        if uses_lines(self.mode):
+            agent.lines = LineReader(agent.log, record.log_offset)
+        if uses_liveness(self.mode):
+            agent.live_state = IN_PROGRESS
+        # It may have been paused by a halt: run it; a halt still in force comes with the
+        # welcome and pauses it again (a resume sent while no runner listened is not lost).
+        proc.signal_group(signal.SIGCONT)
+        log.info("agent_adopted", workstream=ws, pid=proc.pid)
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -340,20 +306,21 @@ class Runner:
         elif action == "halt":
             if ws is None:
                 self.halted = True
-                await self._stop_all("halted")
+                for name in list(self.agents):
+                    await self._halt(name)
             else:
-                await self._stop(ws, "halted")
+                await self._halt(ws)
         elif action == "resume":
             if ws is None:
                 self.halted = False
                 for agent in list(self.agents.values()):
-                    if agent.state in ("halted", "failed"):
-                        self._start(agent.workstream)
+                    if agent.state in ("paused", "halted", "failed"):
+                        self._resume(agent.workstream)
                 starts, self.deferred_starts = self.deferred_starts, []
                 for name in starts:
                     self._start(name)
-            elif ws in self.agents and self.agents[ws].state in ("halted", "failed"):
-                self._start(ws)
+            else:
+                self._resume(ws)
         elif action == "stop":
             if ws is None:
                 self.stop_requested.set()
@@ -362,7 +329,7 @@ class Runner:
         await self._send_orchestrator_status()
 
     async def _answer_poll(self, poll: Poll) -> None:
-        reports = {ws: a.good.report for ws, a in self.agents.items() if a.good is not None}
+        reports = {ws: a.current.report for ws, a in self.agents.items() if a.current is not None}
         await self._send(
             PollReply(
                 orchestrator=self.name,
@@ -375,42 +342,57 @@ class Runner:
 
     # --- agents ------------------------------------------------------------------------------
 
+    def _folder(self, ws: str) -> Path:
+        return self.config.workdir / self.name / ws
+
     def _agent(self, ws: str) -> Agent:
         agent = self.agents.get(ws)
         if agent is None:
-            agent = Agent(workstream=ws, folder=self.config.workdir / self.name / ws)
+            agent = Agent(workstream=ws, folder=self._folder(ws))
             self.agents[ws] = agent
         return agent
 
     def _start(self, ws: str) -> None:
         """Start the workstream's agent unless it runs already or its work is done."""
-        if not _NAME_RE.match(ws):
+        if not NAME_RE.match(ws):
             log.warning("bad_workstream_name", workstream=ws)
             return
         agent = self._agent(ws)
-        if agent.state in ("done", "stopped") or (agent.proc and agent.proc.poll() is None):
+        if agent.state in ("done", "stopped") or agent.alive():
+            return
+        command = self.settings.command_for(ws)
+        if command is None:
+            agent.state = "failed"
+            if not agent.no_command_escalated:
+                agent.no_command_escalated = True
+                log.error("no_agent_command", workstream=ws)
+                self._queued.append(self._no_command(ws))
             return
         cfg = self.config
         agent.folder.mkdir(parents=True, exist_ok=True)
-        values = {
-            "workstream": ws,
-            "name": self.name,
-            "days": str(cfg.days.get(ws, 1)),
-            "output": str(agent.output),
-            "state_dir": str(cfg.state_dir) if cfg.state_dir else "",
-            "python": sys.executable,
+        values = self.settings.values(ws, self.name, agent.output, cfg.state_dir, sys.executable)
+        argv = agent_argv(command.template, values)  # checked at start-up: cannot fail here
+        env = {
+            **os.environ,
+            **self.settings.env_for(ws),
+            # What an agent needs to know to report, whatever its command line says.
+            "PIXELS_ORCHESTRATOR": self.name,
+            "PIXELS_WORKSTREAM": ws,
+            "PIXELS_STATUS_FILE": str(agent.output),
         }
-        argv = agent_argv(cfg.template, values)  # checked at start-up: cannot fail here
         with agent.log.open("ab") as out:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             out.write(f"--- {stamp} pixels-orchestrator: {shlex.join(argv)}\n".encode())
             out.flush()
+            offset = out.tell()
             try:
-                # Its own session: a Ctrl-C meant for the runner does not reach the agent, and a
-                # halt can stop the agent's children with it (killpg).
-                agent.proc = subprocess.Popen(
+                # Its own session: a Ctrl-C meant for the runner does not reach the agent, a halt
+                # can signal the agent's children with it (killpg), and it outlives a runner
+                # crash (a restarted runner adopts it).
+                popen = subprocess.Popen(
                     argv,
                     cwd=agent.folder,
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -422,8 +404,42 @@ class Runner:
                 log.error("agent_not_started", workstream=ws, error=str(exc))  # noqa: TRY400 - reported, no traceback wanted
                 self._queued.append(self._failure(agent, f"its agent could not be started: {exc}"))
                 return
+        agent.proc = AgentProcess.child(popen)
+        write_pid_file(agent.folder, PidRecord(popen.pid, agent.proc.start_time, offset))
         agent.state, agent.terminating = "running", False
-        log.info("agent_started", workstream=ws, pid=agent.proc.pid, argv=argv)
+        if uses_lines(self.mode):
+            agent.lines = LineReader(agent.log, offset)
+            agent.bad_line_escalated = False
+        if uses_liveness(self.mode):
+            agent.live_state = IN_PROGRESS
+        log.info("agent_started", workstream=ws, pid=popen.pid, argv=argv, source=command.source)
+
+    async def _halt(self, ws: str) -> None:
+        """Halt one agent as configured: pause (SIGSTOP) or terminate."""
+        agent = self.agents.get(ws)
+        if agent is None or agent.state not in ("running", "paused"):
+            return
+        if self.settings.halt == "pause" and agent.alive():
+            assert agent.proc is not None
+            agent.proc.signal_group(signal.SIGSTOP)
+            agent.state = "paused"
+            log.info("agent_paused", workstream=ws, pid=agent.proc.pid)
+            return
+        await self._stop(ws, "halted")
+
+    def _resume(self, ws: str) -> None:
+        agent = self.agents.get(ws)
+        if agent is not None and agent.state == "paused" and agent.alive():
+            assert agent.proc is not None
+            agent.proc.signal_group(signal.SIGCONT)
+            agent.state = "running"
+            log.info("agent_continued", workstream=ws, pid=agent.proc.pid)
+        elif agent is not None and agent.state in ("paused", "halted", "failed"):
+            self._start(ws)
+        elif (agent is None or agent.state == "idle") and (self._folder(ws) / "agent.log").exists():
+            # Halted before this runner restarted (its files say it ran): run it again. A
+            # workstream that never ran waits for its start_workstream.
+            self._start(ws)
 
     async def _stop(self, ws: str, state: str) -> None:
         agent = self.agents.get(ws)
@@ -432,16 +448,16 @@ class Runner:
                 self._agent(ws).state = "stopped"
             return
         proc = agent.proc
-        if proc is not None and proc.poll() is None:
+        if proc is not None and not proc.exited():
             agent.terminating = True
-            await _terminate(proc)
+            await _terminate(proc, self.settings.grace_s)
             log.info("agent_stopped", workstream=ws, returncode=proc.returncode, why=state)
         if agent.state not in ("done", "stopped"):
             agent.state = state
 
     async def _stop_all(self, state: str) -> None:
         for ws, agent in list(self.agents.items()):
-            if agent.proc is not None and agent.proc.poll() is None:
+            if agent.alive():
                 await self._stop(ws, state)
 
     # --- watching ----------------------------------------------------------------------------
@@ -455,15 +471,25 @@ class Runner:
             await anyio.sleep(self.config.watch_interval_s)
 
     async def _look(self) -> None:
-        """One look at every agent: its file, then its process."""
+        """One look at every agent: its file, its lines, then its process."""
         for agent in list(self.agents.values()):
-            await self._read(agent)
-            await self._check_exit(agent)
+            if uses_file(self.mode):
+                await self._read_file(agent)
+            self._read_lines(agent)
+            if not await self._check_exit(agent):
+                await self._publish(agent)
         queued, self._queued = self._queued, []
         for escalation in queued:
             await self._send(escalation)
 
-    async def _read(self, agent: Agent) -> None:
+    def _read_file_now(self, agent: Agent) -> None:
+        """Read STATUS.json once, without escalating (at start-up)."""
+        if not uses_file(self.mode):
+            return
+        with contextlib.suppress(OSError, ValueError):
+            agent.file_state = parse_status(agent.output.read_text(), agent.workstream)
+
+    async def _read_file(self, agent: Agent) -> None:
         try:
             st = agent.output.stat()
         except FileNotFoundError:
@@ -487,39 +513,83 @@ class Runner:
             agent.bad = (stamp, why)
             return
         agent.bad, agent.bad_escalated = None, False
-        agent.good = reported
-        if reported.key() != agent.sent:
-            agent.sent = reported.key()
-            if reported.report.status == "complete":
-                agent.state = "done"
-            await self._send(
-                Status(
-                    orchestrator=self.name,
-                    status=self._orchestrator_status(),
-                    workstreams={agent.workstream: reported.report},
-                    performance_metrics=self._metrics(),
-                )
-            )
+        agent.file_state = reported
 
-    async def _check_exit(self, agent: Agent) -> None:
-        proc = agent.proc
-        if proc is None or proc.poll() is None:
+    def _read_lines(self, agent: Agent, final: bool = False) -> None:
+        if agent.lines is None:
             return
+        for line in agent.lines.read(final=final):
+            try:
+                reported = parse_line(line, agent.workstream, agent.line_state)
+            except BadProgressLine as exc:
+                log.warning("progress_line_bad", workstream=agent.workstream, why=str(exc))
+                if not agent.bad_line_escalated:
+                    agent.bad_line_escalated = True
+                    self._queued.append(self._bad_line_escalation(agent, str(exc)))
+                continue
+            if reported is not None:
+                agent.line_state = reported
+
+    async def _publish(self, agent: Agent) -> None:
+        """Send the agent's state if it changed; a new blocker is an escalation."""
+        reported = choose(self.mode, agent.file_state, agent.line_state, agent.live_state)
+        if reported is None or reported.key() == agent.sent:
+            return
+        agent.current, agent.sent = reported, reported.key()
+        if reported.report.status == "complete" and agent.state != "stopped":
+            agent.state = "done"
+        await self._send(
+            Status(
+                orchestrator=self.name,
+                status=self._orchestrator_status(),
+                workstreams={agent.workstream: reported.report},
+                performance_metrics=self._metrics(),
+            )
+        )
+        blocker = reported.report.blocker
+        if blocker is None and reported.report.status == "blocked":
+            blocker = "blocked (the agent gave no reason)"
+        if blocker is not None and blocker not in agent.blockers_escalated:
+            agent.blockers_escalated.add(blocker)
+            await self._send(self._blocker_escalation(agent, blocker))
+
+    async def _check_exit(self, agent: Agent) -> bool:
+        """If the agent's process ended: its last words, then its exit judged. Returns whether
+        it had ended (its state is published then)."""
+        proc = agent.proc
+        if proc is None or not proc.exited():
+            return False
         agent.proc = None
+        remove_pid_file(agent.folder)
         code = proc.returncode
-        await self._read(agent)  # what it wrote last counts before judging its exit
+        # What it wrote last counts before judging its exit.
+        if uses_file(self.mode):
+            await self._read_file(agent)
+        self._read_lines(agent, final=True)
+        # Liveness: exit 0 is the work done, unless it was our SIGTERM it obeyed.
+        if code == 0 and uses_liveness(self.mode) and agent.state == "running":
+            agent.live_state = COMPLETE if not agent.terminating else agent.live_state
+        await self._publish(agent)
+        if agent.state == "paused":  # killed while paused: resume starts it again
+            agent.state = "halted"
         if agent.terminating or agent.state in ("done", "stopped", "halted"):
             log.info("agent_exited", workstream=agent.workstream, returncode=code)
-            return
+            return True
         agent.state = "failed"
-        if code == 0:
+        if proc.adopted:
+            what = (
+                f"its agent (pid {proc.pid}, adopted after the runner restarted) exited without "
+                "reporting the work complete; its exit status is unknown"
+            )
+        elif code == 0:
             what = "its agent exited 0 without reporting the work complete"
-        elif code < 0:
+        elif code is not None and code < 0:
             what = f"its agent was killed by signal {-code}"
         else:
             what = f"its agent exited with status {code}"
         log.error("agent_failed", workstream=agent.workstream, returncode=code)
         await self._send(self._failure(agent, what))
+        return True
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -538,6 +608,20 @@ class Runner:
             help_needed=help_text[:TEXT_MAX],
         )
 
+    def _no_command(self, ws: str) -> Escalation:
+        return Escalation(
+            orchestrator=self.name,
+            type="other",
+            severity="high",
+            issue=f"{ws}: no agent command to run it: the runner config, the plan and --agent "
+            "give none",
+            affected_workstreams=[ws],
+            help_needed=f"give {ws} a command: `command` under [workstreams.{ws}] or [agent] in "
+            f"the runner config (pixels-orchestrator run {self.name} --config FILE), `command` "
+            f"in the plan's [[workstreams]] entry for {ws}, or --agent TEMPLATE; then restart "
+            "the runner (see docs/operations.md, Running an orchestrator)",
+        )
+
     def _bad_file_escalation(self, agent: Agent, why: str) -> Escalation:
         return Escalation(
             orchestrator=self.name,
@@ -550,11 +634,34 @@ class Runner:
             "rename it over the old one) in the documented shape",
         )
 
+    def _bad_line_escalation(self, agent: Agent, why: str) -> Escalation:
+        return Escalation(
+            orchestrator=self.name,
+            type="other",
+            severity="medium",
+            issue=f"{agent.workstream}: its agent printed a progress line that cannot be used "
+            f"({why}); the line is ignored"[:TEXT_MAX],
+            affected_workstreams=[agent.workstream],
+            help_needed="fix the agent's PIXELS- lines (docs/operations.md, Running an "
+            f"orchestrator); see {agent.log}",
+        )
+
+    def _blocker_escalation(self, agent: Agent, blocker: str) -> Escalation:
+        return Escalation(
+            orchestrator=self.name,
+            type="blocker",
+            severity="medium",
+            issue=f"{agent.workstream} is blocked: {blocker}"[:TEXT_MAX],
+            affected_workstreams=[agent.workstream],
+            help_needed=f"resolve what blocks {agent.workstream}; its agent reported it (the "
+            "daemon raises it to high after 24 h open, critical after 48 h)",
+        )
+
     def _metrics(self) -> dict[str, float]:
         merged: dict[str, float] = {}
         for agent in self.agents.values():
-            if agent.good is not None:
-                merged.update(agent.good.metrics)
+            if agent.current is not None:
+                merged.update(agent.current.metrics)
         return merged
 
     def _orchestrator_status(self) -> OrchestratorStatus:
@@ -579,14 +686,20 @@ class Runner:
         await self._client.send(message)
 
 
-async def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the agent's process group; SIGKILL it if it has not exited after the grace."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + TERM_GRACE_S
-    while proc.poll() is None and time.monotonic() < deadline:
+async def _terminate(proc: AgentProcess, grace_s: float) -> None:
+    """SIGTERM the agent's process group (and SIGCONT it: a paused agent must run to handle the
+    TERM); SIGKILL it if it has not exited after the grace."""
+    proc.signal_group(signal.SIGTERM)
+    proc.signal_group(signal.SIGCONT)
+    deadline = time.monotonic() + grace_s
+    while not proc.exited() and time.monotonic() < deadline:
         await anyio.sleep(0.02)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await anyio.to_thread.run_sync(proc.wait)
+    if proc.exited():
+        return
+    proc.signal_group(signal.SIGKILL)
+    if proc.popen is not None:
+        await anyio.to_thread.run_sync(proc.popen.wait)
+        return
+    deadline = time.monotonic() + KILL_WAIT_S
+    while not proc.exited() and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
