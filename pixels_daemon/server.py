@@ -347,13 +347,15 @@ class Server:
                 # and write the weekly report a downtime skipped.
                 await self._scheduled("check")
                 await self._catch_up_report()
+                # /metrics before the ctl loop: once `ping` answers, everything the daemon was
+                # asked to serve is served (tests and health checks rely on that order).
+                if self.config.metrics_port is not None:
+                    self._start_metrics(self.config.metrics_port)
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
                 tg.start_soon(self._schedule_loop)
                 if self.config.telemetry_interval_s is not None:
                     await self._start_telemetry(tg, self.config.telemetry_interval_s)
-                if self.config.metrics_port is not None:
-                    self._start_metrics(self.config.metrics_port)
                 tg.start_soon(self._resume_gate_checks)
                 tg.start_soon(self._reload_loop)
                 if self.notifier.watchdog_interval_s is not None:
