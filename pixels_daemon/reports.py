@@ -20,6 +20,9 @@ Rules:
   actual progress and the remaining max days.
 - Estimate done (burn-up, progress): each workstream weighs its current max days; deferred ones
   are out of the plan and weigh nothing.
+- Telemetry (GPU busy hours, peaks, throttling, idle spans) is not in the state: the daemon
+  passes the week's aggregate (telemetry/weekly.py) as ``TelemetryFacts``; none means telemetry
+  off. Likely hidden stalls come from the state: the engine's hidden_stall escalations.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from pixels_daemon.core.engine import (
@@ -42,6 +46,9 @@ from pixels_daemon.core.machine import FINAL, STARTED
 from pixels_daemon.core.state import DecisionRecord, EscalationRecord, State, WorkstreamState
 from pixels_daemon.core.views import phase_of
 from pixels_daemon.plan import Plan
+
+if TYPE_CHECKING:  # telemetry/weekly.py imports this module (one definition of a plan week)
+    from pixels_daemon.telemetry.weekly import GpuWeek, TelemetryFacts, WeekTelemetry
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -160,11 +167,18 @@ def _stuck(plan: Plan, state: State, ws_id: str, memo: dict[str, bool]) -> bool:
 
 
 def weekly_report(  # noqa: PLR0917 - the daemon's calling contract
-    plan: Plan, state: State, now: float, week: int, config: EngineConfig, tz: ZoneInfo
+    plan: Plan,
+    state: State,
+    now: float,
+    week: int,
+    config: EngineConfig,
+    tz: ZoneInfo,
+    telemetry: TelemetryFacts | None = None,
 ) -> str:
     """Week ``week``'s status report (Markdown), as of ``now``: summary, progress per orchestrator
-    and workstream, blockers, decisions needed, gates, escalations opened this week, next week's
-    plan, a Gantt chart of planned against actual, and a burn-up of the estimate done."""
+    and workstream, blockers, decisions needed, gates, escalations opened this week, telemetry
+    (``telemetry``: the week's GPU figures; None: telemetry off) with likely hidden stalls, next
+    week's plan, a Gantt chart of planned against actual, and a burn-up of the estimate done."""
     if week < 1:
         raise ValueError(f"week {week}: weeks are numbered from 1")
     started = plan_start(state, config)
@@ -195,6 +209,7 @@ def weekly_report(  # noqa: PLR0917 - the daemon's calling contract
     out += _decisions_section(ctx)
     out += _gates_section(ctx)
     out += _escalations_section(ctx)
+    out += _telemetry_section(ctx, telemetry)
     out += _next_week(ctx)
     out += _gantt(ctx)
     out += _burn_up(ctx)
@@ -400,6 +415,184 @@ def _escalations_section(ctx: _Week) -> list[str]:
     ]
     header = ["ID", "Kind", "Severity", "State", "Source", "About", "Raised"]
     return out + (_table(header, rows) if rows else ["None.", ""])
+
+
+def _telemetry_section(ctx: _Week, telemetry: TelemetryFacts | None) -> list[str]:
+    out = ["## Telemetry", ""]
+    week = telemetry.week if telemetry is not None else None
+    if week is None or week.samples == 0:
+        if telemetry is None or not telemetry.sampling:
+            out += [
+                "Telemetry off: no samples this week (`pixelsd --telemetry-interval 0`, or "
+                "telemetry was not running).",
+                "",
+            ]
+        else:
+            out += ["No telemetry samples in this week.", ""]
+    else:
+        assert telemetry is not None
+        out += _telemetry_figures(ctx, telemetry, week)
+    return out + _hidden_stalls(ctx, telemetry)
+
+
+def _telemetry_figures(ctx: _Week, telemetry: TelemetryFacts, week: WeekTelemetry) -> list[str]:
+    every = (
+        f", one every {_num(telemetry.interval_s)} s (real time)" if telemetry.interval_s else ""
+    )
+    measured = (
+        f"- Samples: {week.samples:,}{every}; {_duration(week.sampled_s)} of the week measured"
+    )
+    if week.gap_s:
+        measured += (
+            f", {_duration(week.gap_s)} in gaps (the daemon down or telemetry off: neither busy "
+            "nor idle)"
+        )
+    out = []
+    if not telemetry.sampling:
+        out += ["Telemetry is off now; these are the samples taken while it was on.", ""]
+    out.append(measured)
+    busy_line = _pct(telemetry.busy_ratio)
+    if not week.gpu_samples:
+        reason = week.disabled_reason or "GPU telemetry off"
+        out.append(f"- No GPU on this host: unified memory only ({_inline(reason)})")
+    else:
+        out += [
+            f"- GPU busy: {_hours(week.busy_s)} (any GPU at {busy_line} utilization or more); "
+            f"idle {_hours(week.idle_s)} (every GPU below {busy_line})",
+            f"- Throttling: {_throttling(week.throttled_s, week.gpus)}",
+        ]
+    out.append(f"- Peak memory: {_peak_memory(week)}")
+    if week.gpu_samples:
+        out.append(f"- Peak temperature: {_peak_temperature(week.gpus)}")
+        spans = [
+            f"{ctx.fmt.time(s.start)} to {ctx.fmt.time(s.end)} ({_duration(s.seconds)})"
+            for s in week.idle_spans
+        ]
+        out.append(
+            "- Longest GPU idle spans (every GPU idle, no gap): " + "; ".join(spans)
+            if spans
+            else "- No GPU idle span of an hour or more"
+        )
+    out.append("")
+    if len(week.gpus) > 1:
+        rows = [
+            [
+                f"{g.index}: {g.name}",
+                _hours(g.busy_s),
+                _hours(g.idle_s),
+                _throttling(g.throttled_s, [g]),
+                _gpu_memory(g),
+                _temperature(g.peak_temperature_celsius),
+            ]
+            for g in week.gpus
+        ]
+        header = ["GPU", "Busy", "Idle", "Throttled", "Peak memory", "Peak temperature"]
+        out += _table(header, rows)
+    return out
+
+
+def _hidden_stalls(ctx: _Week, telemetry: TelemetryFacts | None) -> list[str]:
+    """The engine's hidden_stall escalations open at any time in the week."""
+    bound = [w.id for w in ctx.plan.workstreams.values() if w.gpu_bound]
+    out = ["### Likely hidden stalls", ""]
+    if not bound:
+        return [
+            *out,
+            "No workstream is marked gpu_bound in the plan: hidden stalls are not looked for.",
+            "",
+        ]
+    fmt = ctx.fmt
+    lines = []
+    for e in _sorted_escalations(ctx.state):
+        if e.kind != "hidden_stall" or not e.raised_at < ctx.end:
+            continue
+        if e.resolved_at is not None and e.resolved_at < ctx.begin:
+            continue
+        idle = e.details.get("gpu_idle_since")
+        since = f"GPU idle since {fmt.time(idle)}, " if isinstance(idle, float) else ""
+        ws = ", ".join(
+            f"{w} ({ctx.plan.workstreams[w].name})"
+            for w in e.affected_workstreams
+            if w in ctx.plan.workstreams
+        )
+        state = f"resolved {fmt.time(e.resolved_at)}" if e.resolved_at is not None else e.state
+        lines.append(f"- {ws}: {since}flagged {fmt.time(e.raised_at)} ({e.id}, {state})")
+    if telemetry is None or not telemetry.sampling:
+        off = f"Not looked for while telemetry is off (GPU-bound: {', '.join(bound)})."
+        return [*out, off, "", *([*lines, ""] if lines else [])]
+    out += [
+        f"A GPU-bound workstream ({', '.join(bound)}) in progress while every GPU stayed idle "
+        f"(below {_pct(telemetry.busy_ratio)} utilization, no gap in the samples) for the stall "
+        f"window ({_duration(ctx.config.stall_s)}).",
+        "",
+    ]
+    return out + ([*lines, ""] if lines else ["None.", ""])
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB"
+
+
+def _throttling(seconds: float, gpus: Sequence[GpuWeek]) -> str:
+    """``1.5 h (sw_power_cap 1.2 h, hw_thermal_slowdown 0.3 h)``: per reason, summed over GPUs,
+    longest first."""
+    if not seconds:
+        return "none"
+    reasons: dict[str, float] = {}
+    for g in gpus:
+        for reason, t in g.throttle_reasons_s.items():
+            reasons[reason] = reasons.get(reason, 0.0) + t
+    parts = [f"{r} {_hours(t)}" for r, t in sorted(reasons.items(), key=lambda i: (-i[1], i[0]))]
+    return f"{_hours(seconds)} ({', '.join(parts)})" if parts else _hours(seconds)
+
+
+def _gpu_memory(g: GpuWeek) -> str:
+    if g.peak_memory_used_bytes is None:
+        return "unified" if g.memory == "unified" else "not reported"
+    total = f" of {_gib(g.memory_total_bytes)}" if g.memory_total_bytes else ""
+    return f"{_gib(g.peak_memory_used_bytes)}{total}"
+
+
+def _peak_memory(week: WeekTelemetry) -> str:
+    """Which memory: unified (GB10: the host's, shared with the GPU), the GPUs' own, or the
+    host's when there is no GPU telemetry."""
+    host = (
+        f"{_gib(week.peak_host_used_bytes)} of {_gib(week.host_total_bytes or 0)}"
+        if week.peak_host_used_bytes is not None
+        else "not reported"
+    )
+    if week.unified:
+        return (
+            f"{host} unified memory (CPU and GPU share it: the GPU has no memory of its own; "
+            "MemTotal - MemAvailable)"
+        )
+    if not week.gpu_samples:
+        return f"{host} unified memory (MemTotal - MemAvailable)"
+    dedicated = [
+        f"{_gpu_memory(g)} GPU memory (GPU {g.index})"
+        for g in week.gpus
+        if g.peak_memory_used_bytes is not None
+    ]
+    return "; ".join(dedicated) or "GPU memory not reported"
+
+
+def _temperature(celsius: float | None) -> str:
+    return "not reported" if celsius is None else f"{_num(celsius)} °C"
+
+
+def _peak_temperature(gpus: Sequence[GpuWeek]) -> str:
+    hottest = max(
+        (g for g in gpus if g.peak_temperature_celsius is not None),
+        key=lambda g: g.peak_temperature_celsius or 0.0,
+        default=None,
+    )
+    if hottest is None:
+        return "not reported"
+    return f"{_temperature(hottest.peak_temperature_celsius)} (GPU {hottest.index})"
 
 
 def _next_week(ctx: _Week) -> list[str]:

@@ -139,6 +139,18 @@ class Aggregates(Struct, kw_only=True):
     weeks: dict[int, WeekTelemetry] = field(default_factory=dict)
 
 
+class TelemetryFacts(Struct, frozen=True, kw_only=True):
+    """What the weekly report's Telemetry section is drawn from (reports.weekly_report): the
+    daemon's telemetry, which is not in the state. sampling: telemetry runs in the daemon writing
+    the report; week: that week's figures (None: no sample fell in it); interval_s: real seconds
+    between samples; busy_ratio: the busy line."""
+
+    sampling: bool
+    week: WeekTelemetry | None = None
+    interval_s: float | None = None
+    busy_ratio: float = BUSY_RATIO
+
+
 class WeeklyAggregator:
     """Folds samples into per-week figures; see the module rules. ``period_s``: the sampling
     period in plan seconds (the telemetry interval times the time scale)."""
