@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -53,9 +54,11 @@ from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
 from pixels_daemon.sdnotify import Notifier
 from pixels_daemon.store import EventStore, StoreError, Synchronous
 from pixels_daemon.telemetry.prometheus import PlanMetrics, TelemetryCollector, TelemetryStats
+from pixels_daemon.telemetry.recorder import WeekRecorder
 from pixels_daemon.telemetry.sampler import NvmlSampler, TelemetrySample, import_nvml
-from pixels_daemon.telemetry.service import Sampler, TelemetryService
+from pixels_daemon.telemetry.service import DEFAULT_INTERVAL_S, Sampler, TelemetryService
 from pixels_daemon.telemetry.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdConfig
+from pixels_daemon.telemetry.weekly import TelemetryFacts
 from protocol.messages import SOCKET_MAX_MSGSIZE
 
 log = structlog.get_logger("pixelsd")
@@ -247,6 +250,8 @@ class Server:
         self._events: EventPublisher | None = None
         self._feed: EventFeed | None = None  # the state watchers last heard of
         self.telemetry: TelemetryService | None = None
+        #: The per-week telemetry figures for the weekly report (opened at start).
+        self.weeks: WeekRecorder | None = None
         #: The plan's numbers for /metrics, swapped by reference after each commit (the scrape
         #: runs on prometheus-client's thread and must never read the state being changed).
         self._plan_metrics: PlanMetrics | None = None
@@ -345,6 +350,7 @@ class Server:
                 # Before anyone is served: run the rules once (on a fresh log this activates the
                 # plan's first orchestrators; after a restart it catches up with the downtime)
                 # and write the weekly report a downtime skipped.
+                await self._open_weeks(tg)
                 await self._scheduled("check")
                 await self._catch_up_report()
                 # /metrics before the ctl loop: once `ping` answers, everything the daemon was
@@ -591,8 +597,9 @@ class Server:
         files: list[tuple[Path, str]] = []
         for effect in effects:
             if isinstance(effect, engine.WriteReport):
+                telemetry = self._telemetry_facts(effect.week)
                 text = reports.weekly_report(
-                    daemon.plan, daemon.state, now, effect.week, daemon.config, tz
+                    daemon.plan, daemon.state, now, effect.week, daemon.config, tz, telemetry
                 )
                 files.append((self.paths.reports / reports.report_filename(effect.week), text))
             elif isinstance(effect, engine.PlanCompleted):
@@ -689,12 +696,48 @@ class Server:
                     message=crossing.message,
                 )
                 tg.start_soon(self.apply_event, alert)
+            self._record_week(tg, sample)
 
         sampler = self._sampler if self._sampler is not None else NvmlSampler(import_nvml())
         service = TelemetryService(sampler, thresholds=self.config.thresholds, on_sample=on_sample)
         self.telemetry = service
         self.daemon.telemetry = self.telemetry_view
         await tg.start(service.run, interval_s)
+
+    async def _open_weeks(self, tg: anyio.abc.TaskGroup) -> None:
+        """The weekly telemetry figures (telemetry/recorder.py). A restart is a gap: what the
+        engine knew of an idle GPU before it no longer holds."""
+        interval = self.config.telemetry_interval_s or DEFAULT_INTERVAL_S
+        self.weeks = weeks = await anyio.to_thread.run_sync(
+            functools.partial(
+                WeekRecorder.open,
+                self.paths.state_dir,
+                period_s=interval * self.sclock.scale,  # the sampling period in plan time
+                window_s=self.daemon.config.stall_s,
+            )
+        )
+        if self.daemon.state.gpu_idle_since is not None:
+            await self.apply_event(engine.GpuIdle(since=None))
+        if self.config.telemetry_interval_s is not None:
+            tg.start_soon(weeks.run_saver)
+
+    def _record_week(self, tg: anyio.abc.TaskGroup, sample: TelemetrySample) -> None:
+        """Fold a sample into its plan week; tell the engine when the GPU-idle signal changes."""
+        start = self.daemon.plan_start()
+        if self.weeks is None or start is None:
+            return  # weeks are counted from the plan's start
+        event = self.weeks.record(sample, self.clock(), start)
+        if event is not None:
+            tg.start_soon(self.apply_event, event)
+
+    def _telemetry_facts(self, week: int) -> TelemetryFacts | None:
+        if self.weeks is None:
+            return None
+        return self.weeks.facts(
+            week,
+            sampling=self.config.telemetry_interval_s is not None,
+            interval_s=self.config.telemetry_interval_s,
+        )
 
     def telemetry_view(self) -> dict[str, object]:
         """What `pixelsctl telemetry` shows: the latest sample and what this box cannot report."""
