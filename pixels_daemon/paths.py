@@ -12,6 +12,7 @@ Layout under a state dir (``--state-dir DIR``)::
     DIR/status/          meta_status.json (kept current, written atomically)
     DIR/decisions/       ADRs
     DIR/logs/            logs the daemon or its orchestrators write there
+    DIR/telemetry/       weeks.json: per-week telemetry figures for the weekly reports
 
 Lean on purpose: pixelsctl imports this module and its start-up time is benchmarked, so it uses
 os.path and a plain class (pathlib costs ~5 ms of imports, dataclasses another ~10 ms via inspect).
