@@ -30,6 +30,13 @@ from pixels_daemon.schedule import (
     DEFAULT_REPORT_AT,
     DEFAULT_REPORT_TZ,
 )
+from pixels_daemon.spawner import (
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_FLAP_LIMIT,
+    DEFAULT_FLAP_WINDOW_S,
+    LAUNCHERS,
+)
 
 EXIT_CANNOT_START = 1
 EXIT_USAGE = 2
@@ -212,6 +219,51 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="address of the metrics endpoint (default 127.0.0.1: it has no authentication)",
     )
     parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="subprocess",
+        help="how orchestrators are started when the plan activates them: subprocess (default: "
+        "the daemon runs `pixels-orchestrator run NAME` itself), systemd (`systemctl start "
+        "pixels-orchestrator@NAME`), none (someone else starts them)",
+    )
+    parser.add_argument(
+        "--orchestrator-config",
+        metavar="DIR",
+        help="subprocess launcher: DIR/NAME.toml, when it exists, is passed to orchestrator NAME "
+        "as --config (default: STATE_DIR/orchestrators)",
+    )
+    parser.add_argument(
+        "--restart-backoff",
+        type=_positive_seconds,
+        default=DEFAULT_BACKOFF_INITIAL_S,
+        metavar="SECONDS",
+        help="a crashed orchestrator is restarted after SECONDS, doubling per crash in a row "
+        f"(default {DEFAULT_BACKOFF_INITIAL_S:g})",
+    )
+    parser.add_argument(
+        "--restart-backoff-max",
+        type=_positive_seconds,
+        default=DEFAULT_BACKOFF_MAX_S,
+        metavar="SECONDS",
+        help=f"the longest restart delay (default {DEFAULT_BACKOFF_MAX_S:g})",
+    )
+    parser.add_argument(
+        "--flap-limit",
+        type=_positive_int,
+        default=DEFAULT_FLAP_LIMIT,
+        metavar="N",
+        help="N crashes within --flap-window: the orchestrator is flapping, escalated and not "
+        f"restarted until `pixelsctl spawn NAME` (default {DEFAULT_FLAP_LIMIT})",
+    )
+    parser.add_argument(
+        "--flap-window",
+        type=_positive_seconds,
+        default=DEFAULT_FLAP_WINDOW_S,
+        metavar="SECONDS",
+        help=f"the flapping window; a run this long resets the crash count (default "
+        f"{DEFAULT_FLAP_WINDOW_S:g})",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "console", "json", "journal"),
         default="auto",
@@ -243,6 +295,12 @@ def _non_negative_seconds(text: str) -> float:
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
 
 
@@ -375,7 +433,9 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
     from pixels_daemon.paths import StatePaths
     from pixels_daemon.schedule import Schedule, ScheduleError, parse_report_at, parse_zone
     from pixels_daemon.server import Config, DaemonError, Server, run_server
+    from pixels_daemon.spawner import SupervisionConfig, SupervisionConfigError
     from pixels_daemon.store import StoreError
+    from pixels_daemon.supervise import SpawnConfig
 
     configure_logging(args.log_format)
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
@@ -388,7 +448,13 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
             report_tz=tz,
         )
         start = _parse_instant(args.sim_start, tz) if args.sim_start else None
-    except ScheduleError as exc:
+        supervision = SupervisionConfig(
+            backoff_initial_s=args.restart_backoff,
+            backoff_max_s=args.restart_backoff_max,
+            flap_limit=args.flap_limit,
+            flap_window_s=args.flap_window,
+        )
+    except (ScheduleError, SupervisionConfigError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     try:
         clock = ScaledClock.resume(StatePaths.under(state_dir).clock, args.time_scale, start)
@@ -408,6 +474,13 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
         telemetry_interval_s=args.telemetry_interval or None,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
+        spawn=SpawnConfig(
+            launcher=args.launcher,
+            supervision=supervision,
+            orchestrator_config=Path(args.orchestrator_config)
+            if args.orchestrator_config
+            else state_dir / "orchestrators",
+        ),
     )
     startup_errors = (DaemonError, StoreError, PathError)
     try:

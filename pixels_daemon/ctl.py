@@ -348,6 +348,30 @@ _TARGET = Arg(
 )
 
 
+_ORCHESTRATOR = Arg("name", metavar="NAME", help="an orchestrator's name in the plan, e.g. model")
+
+
+@command("spawn", OrchestratorView, fmt.render_spawn, _ORCHESTRATOR, _REASON)
+def spawn(opts: Options) -> Args:
+    """Start an orchestrator now, and supervise it again.
+
+    Clears an operator's stop and its flapping (resolving the orchestrator_flapping escalation)
+    and forgets its crashes; the daemon's launcher starts it unless it runs or is connected
+    already. Under --launcher none the daemon records this but starts nothing.
+    """
+    return {"name": opts["name"], "reason": opts["reason"]}
+
+
+@command("stop", OrchestratorView, fmt.render_stop, _ORCHESTRATOR, _REASON)
+def stop(opts: Options) -> Args:
+    """Stop an orchestrator, and keep it stopped until `pixelsctl spawn NAME`.
+
+    It is sent a stop command (it stops its agents, delivers what it holds, exits); one still
+    running 15 s later gets SIGTERM (systemd: `systemctl stop`). Kept across daemon restarts.
+    """
+    return {"name": opts["name"], "reason": opts["reason"]}
+
+
 @command("halt", HoldView, fmt.render_halt, _TARGET, _REASON)
 def halt(opts: Options) -> Args:
     """Halt an orchestrator (all its work) or one workstream, until `pixelsctl resume`.

@@ -24,6 +24,7 @@ from protocol.views import (
     HoldView,
     OrchestratorView,
     PlanChangeView,
+    ProcessView,
     StatusView,
     WorkstreamView,
 )
@@ -109,7 +110,8 @@ def bullets(items: Sequence[str], indent: str = "  ", mark: str = "- ") -> str:
 
 
 def orchestrators_table(items: Sequence[OrchestratorView], now: float) -> str:
-    """One line per orchestrator: connection, last seen, reported status, acked seq, workstreams."""
+    """One line per orchestrator: connection, last seen, reported status, acked seq, its process
+    (as the spawner sees it), workstreams."""
     rows = [
         [
             o.name,
@@ -117,13 +119,44 @@ def orchestrators_table(items: Sequence[OrchestratorView], now: float) -> str:
             ago(o.last_seen, now),
             o.status,
             str(o.acked_seq),
+            process_cell(o.process, now),
             ", ".join(o.workstreams) or DASH,
         ]
         for o in items
     ]
     return table(
-        ["ORCHESTRATOR", "CONNECTION", "LAST SEEN", "STATUS", "ACKED", "WORKSTREAMS"], rows
+        ["ORCHESTRATOR", "CONNECTION", "LAST SEEN", "STATUS", "ACKED", "PROCESS", "WORKSTREAMS"],
+        rows,
     )
+
+
+def process_cell(p: ProcessView | None, now: float) -> str:
+    """An orchestrator's process in a few words: "running pid 4242, 2 restarts", "restart in 4s
+    (exit 1)", "flapping (exit 2)", "stopped by operator", "-" when the daemon starts nothing."""
+    if p is None:
+        return DASH
+    if p.launcher == "none":
+        return "stopped by operator" if p.operator_stopped else DASH
+    text = {
+        "idle": "not activated",
+        "starting": "starting",
+        "connected": "running (not started by pixelsd)",
+        "stopping": "stopping",
+        "stopped": "stopped by operator",
+    }.get(p.state, p.state)
+    if p.state == "running":
+        text = f"running pid {p.pid}" if p.pid is not None else "running"
+        if p.adopted:
+            text += " (adopted)"
+    elif p.state == "waiting":
+        text = "starting" if p.next_start_at is None else f"start {ago(p.next_start_at, now)}"
+        if p.last_exit:
+            text = f"{text.replace('start', 'restart', 1)} ({p.last_exit})"
+    elif p.state in ("flapping", "exited") and p.last_exit:
+        text = f"{p.state} ({p.last_exit})"
+    if p.restarts:
+        text += f", {p.restarts} restart{'' if p.restarts == 1 else 's'}"
+    return text
 
 
 def workstreams_table(items: Sequence[WorkstreamView], now: float) -> str:
@@ -318,6 +351,27 @@ def render_gate(g: GateView, now: float) -> str:
         ]
         sections.append("checks:\n" + "\n".join(results))
     return "\n".join(sections)
+
+
+def render_spawn(o: OrchestratorView, now: float) -> str:
+    """What `spawn` did: cleared the stop and flapping; starting it, or why not."""
+    p = o.process
+    if p is None or p.launcher == "none":
+        return (
+            f"{o.name}: operator stop and flapping cleared; this pixelsd starts no orchestrators "
+            "(--launcher none): start it yourself"
+        )
+    if p.state in ("running", "connected", "starting", "stopping"):
+        where = f" (pid {p.pid})" if p.pid is not None else ""
+        return f"{o.name} is already {p.state}{where}; operator stop and flapping cleared"
+    return f"spawning {o.name} ({p.launcher}); `pixelsctl orchestrators` shows it once it is up"
+
+
+def render_stop(o: OrchestratorView, now: float) -> str:
+    """What `stop` did: told it to stop; stopping it or already stopped; kept stopped."""
+    p = o.process
+    state = "stopping" if p is not None and p.state == "stopping" else "stopped"
+    return f"{state} {o.name}; it stays stopped until `pixelsctl spawn {o.name}`"
 
 
 def render_halt(h: HoldView, now: float) -> str:

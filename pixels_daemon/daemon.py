@@ -20,6 +20,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import msgspec
 import structlog
@@ -63,6 +64,7 @@ from protocol.messages import (
     Request,
     Welcome,
 )
+from protocol.views import OrchestratorView, ProcessView
 
 log = structlog.get_logger("pixelsd")
 
@@ -135,6 +137,9 @@ class Daemon:
         self.time_scale = time_scale
         #: Set by the server when telemetry runs: the `telemetry` request's answer.
         self.telemetry: Callable[[], object] | None = None
+        #: Set by the server when it spawns orchestrators: each one's process, as the spawner sees
+        #: it. None: launcher none (someone else starts them).
+        self.processes: Callable[[str, Literal["spawn", "stop"] | None], ProcessView] | None = None
         self.snapshot_every = snapshot_every
         self.clock = clock
         self.ownership = _ownership(plan)
@@ -480,13 +485,40 @@ class Daemon:
 
     def ctl_status(self, args: dict[str, object], now: float) -> object:
         """The whole picture: phase, orchestrators, workstreams, blockers, open escalations."""
-        return status_view(self.plan, self.state, self.last_seen, now, self.liveness_s)
+        view = status_view(self.plan, self.state, self.last_seen, now, self.liveness_s)
+        view.orchestrators = [self._with_process(o) for o in view.orchestrators]
+        return view
 
     def ctl_workstreams(self, args: dict[str, object], now: float) -> object:
         return workstream_views(self.plan, self.state)
 
     def ctl_orchestrators(self, args: dict[str, object], now: float) -> object:
-        return orchestrator_views(self.plan, self.state, self.last_seen, now, self.liveness_s)
+        views = orchestrator_views(self.plan, self.state, self.last_seen, now, self.liveness_s)
+        return [self._with_process(o) for o in views]
+
+    def _orchestrator(
+        self, name: str, now: float, after: Literal["spawn", "stop"]
+    ) -> OrchestratorView:
+        views = orchestrator_views(self.plan, self.state, self.last_seen, now, self.liveness_s)
+        (view,) = (o for o in views if o.name == name)
+        return self._with_process(view, after)
+
+    def _with_process(
+        self, view: OrchestratorView, after: Literal["spawn", "stop"] | None = None
+    ) -> OrchestratorView:
+        """The orchestrator's view with its process: the spawner's (``after``: as it will be
+        once that request is carried out), or (launcher none) what the log knows."""
+        if self.processes is not None:
+            process = self.processes(view.name, after)
+        else:
+            orch = self.state.orchestrators[view.name]
+            process = ProcessView(
+                launcher="none",
+                state="unmanaged",
+                flapping=orch.flapping,
+                operator_stopped=orch.operator_stopped,
+            )
+        return msgspec.structs.replace(view, process=process)
 
     def ctl_escalations(self, args: dict[str, object], now: float) -> object:
         """Unresolved escalations (all: every one)."""
@@ -526,6 +558,18 @@ class Daemon:
         gate = _arg(args, "id")
         self.apply_event(engine.CheckGate(gate=gate), now)
         return gate_view(self.plan, self.state, gate)
+
+    def ctl_spawn(self, args: dict[str, object], now: float) -> object:
+        """Clear an operator's stop and flapping; the spawner starts the orchestrator now."""
+        name = _arg(args, "name")
+        self.apply_event(engine.Spawn(orchestrator=name, reason=_opt(args, "reason")), now)
+        return self._orchestrator(name, now, "spawn")
+
+    def ctl_stop(self, args: dict[str, object], now: float) -> object:
+        """Send the orchestrator ``stop``; the spawner ends its process and does not restart it."""
+        name = _arg(args, "name")
+        self.apply_event(engine.Stop(orchestrator=name, reason=_opt(args, "reason")), now)
+        return self._orchestrator(name, now, "stop")
 
     def ctl_halt(self, args: dict[str, object], now: float) -> object:
         target = _arg(args, "target")
@@ -650,8 +694,10 @@ def _command_of(effect: engine.Effect) -> Command | None:
             return Command(action="resume", reason=reason)
         case engine.StopWorkstream(workstream=ws, reason=reason):
             return Command(action="stop", workstream=ws, reason=reason)
+        case engine.StopOrchestrator(reason=reason):
+            return Command(action="stop", reason=reason)
     # StartOrchestrator: a connected orchestrator is already running; starting a process is the
-    # spawner's job (a later issue). Everything else is not for the bus.
+    # spawner's job (server.py -> supervise.py). Everything else is not for the bus.
     return None
 
 
@@ -675,6 +721,8 @@ _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] =
     "resolve": Daemon.ctl_resolve,
     "snooze": Daemon.ctl_snooze,
     "gate_check": Daemon.ctl_gate_check,
+    "spawn": Daemon.ctl_spawn,
+    "stop": Daemon.ctl_stop,
     "halt": Daemon.ctl_halt,
     "resume": Daemon.ctl_resume,
     "decision_approve": Daemon.ctl_decision_approve,

@@ -693,6 +693,7 @@ class Demo:
             "--time-scale", f"{self.opts.time_scale:g}",
             "--sim-start", self.sim_start.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
             "--log-format", "json",
+            "--launcher", "none",  # the demo starts its four runners itself, below
         ]  # fmt: skip
         self.daemon = self._spawn("pixelsd", daemon_argv)
         self._wait_ready()

@@ -22,7 +22,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +53,7 @@ from pixels_daemon.paths import StatePaths, ipc_path
 from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
 from pixels_daemon.sdnotify import Notifier
 from pixels_daemon.store import EventStore, StoreError, Synchronous
+from pixels_daemon.supervise import SpawnConfig, SpawnService
 from pixels_daemon.telemetry.prometheus import PlanMetrics, TelemetryCollector, TelemetryStats
 from pixels_daemon.telemetry.recorder import WeekRecorder
 from pixels_daemon.telemetry.sampler import NvmlSampler, TelemetrySample, import_nvml
@@ -116,6 +117,9 @@ class Config:
     metrics_port: int | None = None
     #: Loopback only by default: the metrics carry no secrets but the endpoint has no auth.
     metrics_addr: str = "127.0.0.1"
+    #: Starting and supervising orchestrators (supervise.py). Launcher "none" here, so embedding
+    #: code and tests opt in; `pixelsd run` defaults to "subprocess".
+    spawn: SpawnConfig = field(default_factory=SpawnConfig)
 
     @property
     def paths(self) -> StatePaths:
@@ -279,6 +283,8 @@ class Server:
         # Set by request_reload(); a burst of SIGHUPs coalesces into one reload.
         self._reload_wanted = anyio.Event()
         self._meta_written: dict[str, object] | None = None
+        #: The spawner (launcher subprocess or systemd); None: orchestrators are started by others.
+        self.spawner: SpawnService | None = None
 
     def stop(self) -> None:
         """Ask the server to shut down gracefully (safe from a signal handler on the loop)."""
@@ -347,6 +353,7 @@ class Server:
             self._bus_raw = zmq.Socket.shadow(bus.underlying)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                self._prepare_spawner()
                 # Before anyone is served: run the rules once (on a fresh log this activates the
                 # plan's first orchestrators; after a restart it catches up with the downtime)
                 # and write the weekly report a downtime skipped.
@@ -364,6 +371,8 @@ class Server:
                     await self._start_telemetry(tg, self.config.telemetry_interval_s)
                 tg.start_soon(self._resume_gate_checks)
                 tg.start_soon(self._reload_loop)
+                if self.spawner is not None:
+                    await tg.start(self.spawner.run)
                 if self.notifier.watchdog_interval_s is not None:
                     tg.start_soon(self._watchdog_loop, self.notifier.watchdog_interval_s)
                 if self.notifier.enabled:
@@ -479,6 +488,12 @@ class Server:
                     log.info("gate_decided", gate=gate, passed=passed, failures=failures)
                 case engine.StartOrchestrator(orchestrator=name, reason=reason):
                     log.info("orchestrator_activated", orchestrator=name, reason=reason)
+                    if self.spawner is not None:
+                        self.spawner.on_effect(effect)
+                case engine.StopOrchestrator(orchestrator=name, reason=reason):
+                    log.info("orchestrator_stop_requested", orchestrator=name, reason=reason)
+                    if self.spawner is not None:
+                        self.spawner.on_effect(effect)
                 case engine.DecisionOpened(decision=dec):
                     log.info("decision_opened", decision=dec)
                 case engine.PollMissed(orchestrator=name, missed=missed):
@@ -491,6 +506,39 @@ class Server:
                         escalation=esc_id,
                         gates=by,
                     )
+
+    def _prepare_spawner(self) -> None:
+        """With a launcher: the spawner, seeded from the replayed state (before the first check,
+        whose activations it must hear), adopting the orchestrators a previous daemon started."""
+        config = self.config.spawn
+        if config.launcher == "none":
+            return
+        daemon = self.daemon
+        spawner = SpawnService(
+            config,
+            names=list(daemon.plan.orchestrators),
+            paths=self.paths,
+            bus_endpoint=self.bus_endpoint,
+            plan_source=lambda: daemon.plan.source,
+            connected=self._heard_from,
+            alert=self.apply_event,
+            clock=self._real_now,
+        )
+        spawner.seed(daemon.state)
+        self.spawner = spawner
+        daemon.processes = spawner.view
+
+    def _real_now(self) -> float:
+        """Real time (processes live in it, whatever --time-scale says)."""
+        return self.sclock.to_real(self.sclock.now())
+
+    def _heard_from(self) -> dict[str, float]:
+        """Connected orchestrators, each with when it was last heard from, in real time."""
+        daemon = self.daemon
+        return {
+            name: self.sclock.to_real(daemon.last_seen[name])
+            for name in daemon.connected(self.clock())
+        }
 
     async def _run_gate_check(self, effect: engine.RunGateCheck) -> None:
         """Run one gate check command off the loop, then feed its result back to the engine."""

@@ -27,7 +27,8 @@ us: it connected by itself), stopping, stopped (by an operator), exited (0, on i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,6 +43,11 @@ Phase = Literal[
     "exited",
     "flapping",
 ]
+
+#: How orchestrators are started (supervise.py): the daemon runs them, systemd does, or nobody
+#: here (someone else starts them).
+LauncherKind = Literal["subprocess", "systemd", "none"]
+LAUNCHERS: tuple[LauncherKind, ...] = ("subprocess", "systemd", "none")
 
 #: First restart delay: a one-off crash costs a second, not a minute of missing reports.
 DEFAULT_BACKOFF_INITIAL_S = 1.0
@@ -142,6 +148,9 @@ class Supervised:
     crash_times: list[float] = field(default_factory=list)
     restarts: int = 0
     last_exit: str | None = None
+    #: When its process was last seen gone: a connection last heard from before then is that
+    #: process's, not a live one (the daemon counts a peer connected for 3 heartbeats).
+    exited_at: float | None = None
     after_crash: bool = False
 
 
@@ -252,6 +261,7 @@ class Supervisor:
         proc.adopted = False
         proc.started_at = None
         proc.last_exit = how
+        proc.exited_at = now
         if proc.operator_stopped:
             proc.phase = "stopped"
             return []
@@ -279,17 +289,20 @@ class Supervisor:
         proc.next_start_at = now + config.backoff(proc.consecutive)
         return []
 
-    def tick(self, now: float, connected: Collection[str]) -> list[Action]:
-        """Launch what is due and not connected; notice connections that came or went."""
+    def tick(self, now: float, connected: Mapping[str, float]) -> list[Action]:
+        """Launch what is due and not connected; notice connections that came or went.
+        ``connected``: the orchestrators connected now, each with when it was last heard from."""
         out: list[Action] = []
         held = self.hold_until is not None and now < self.hold_until
         for proc in self.procs.values():
-            if proc.phase == "connected" and proc.name not in connected:
+            heard = connected.get(proc.name)
+            live = heard is not None and (proc.exited_at is None or heard > proc.exited_at)
+            if proc.phase == "connected" and not live:
                 proc.phase = self._resting(proc)
                 proc.next_start_at = now
             if proc.phase != "waiting":
                 continue
-            if proc.name in connected:
+            if live:
                 proc.phase = "connected"  # someone else runs it: never a second one
                 proc.next_start_at = None
                 continue
@@ -311,6 +324,16 @@ class Supervisor:
             return None
         first = min(due)
         return max(first, self.hold_until) if self.hold_until is not None else first
+
+    def preview(
+        self, name: str, change: Callable[[Supervisor, str, float], object], now: float
+    ) -> Supervised:
+        """What ``name``'s record would be after ``change`` (e.g. ``Supervisor.spawn``), leaving
+        this one as it is: a reply may say what a request will do before it is committed."""
+        clone = Supervisor([], self.config, hold_until=self.hold_until)
+        clone.procs[name] = copy.deepcopy(self.get(name))
+        change(clone, name, now)
+        return clone.procs[name]
 
     def _resting(self, proc: Supervised) -> Phase:
         """The phase of one with no process: what its flags say."""

@@ -9,13 +9,37 @@ from __future__ import annotations
 from msgspec import Struct
 
 
+class ProcessView(Struct, kw_only=True):
+    """An orchestrator's process, as the daemon's spawner sees it (pixels_daemon/spawner.py).
+
+    launcher: "subprocess" | "systemd" | "none" (someone else starts orchestrators). state: idle
+    (not activated yet), waiting (to start at next_start_at: first start or restart backoff),
+    starting, running, connected (running, not started by this daemon), stopping, stopped (by an
+    operator), exited (exit 0 on its own: not restarted), flapping (crashed too often: not
+    restarted), unmanaged (launcher none). started_at, next_start_at: real unix seconds (not the
+    plan's scaled clock). restarts: restarts after crashes since the daemon started.
+    """
+
+    launcher: str
+    state: str
+    pid: int | None = None
+    adopted: bool = False
+    started_at: float | None = None
+    restarts: int = 0
+    flapping: bool = False
+    operator_stopped: bool = False
+    last_exit: str | None = None
+    next_start_at: float | None = None
+    log: str | None = None
+
+
 class OrchestratorView(Struct, kw_only=True):
     """One orchestrator of the plan.
 
     connection: "connected" (heard from within 3 heartbeats), "silent" (known but not heard from
     lately) or "never_seen". last_seen: unix seconds of the last message of any kind, or null.
     acked_seq: highest durable seq applied. missed_polls: polls in a row it let pass their
-    deadline (0 once it answers one).
+    deadline (0 once it answers one). process: its process (spawner), null where not known.
     """
 
     name: str
@@ -27,6 +51,7 @@ class OrchestratorView(Struct, kw_only=True):
     status: str
     workstreams: list[str]
     missed_polls: int = 0
+    process: ProcessView | None = None
 
 
 class WorkstreamView(Struct, kw_only=True):

@@ -57,11 +57,17 @@ def wait_ready(
 
 
 class DaemonProcess:
-    """A real ``pixelsd`` subprocess on a state dir; restartable; killed at exit."""
+    """A real ``pixelsd`` subprocess on a state dir; restartable; killed at exit.
+
+    It spawns no orchestrators (``--launcher none``) unless ``extra`` names a ``--launcher``:
+    tests start their own, and a spawned one would outlive the test (it runs in its own session).
+    """
 
     def __init__(self, state_dir: Path, *extra: str) -> None:
         self.state_dir = state_dir
         self.extra = list(extra)
+        if "--launcher" not in self.extra:
+            self.extra += ["--launcher", "none"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:

@@ -40,6 +40,7 @@ from protocol.views import (
     HoldView,
     OrchestratorView,
     PlanChangeView,
+    ProcessView,
     StatusView,
     WorkstreamView,
 )
@@ -217,6 +218,16 @@ PLAN_CHANGE = PlanChangeView(
     source="operator",
     reason="needs the repro harness",
 )
+SPAWNED = msgspec.structs.replace(
+    ORCHESTRATORS[1],
+    process=ProcessView(launcher="subprocess", state="waiting", next_start_at=NOW),
+)
+STOPPED = msgspec.structs.replace(
+    ORCHESTRATORS[0],
+    process=ProcessView(
+        launcher="subprocess", state="stopping", pid=4242, operator_stopped=True, restarts=2
+    ),
+)
 #: The canned result of each request command (the wire name, not the command line's).
 RESULTS: dict[str, Any] = {
     "status": STATUS,
@@ -231,6 +242,8 @@ RESULTS: dict[str, Any] = {
     "gate_check": GATE,
     "halt": HOLD,
     "resume": HoldView(target="model", kind="orchestrator", holds=[]),
+    "spawn": SPAWNED,
+    "stop": STOPPED,
     "decisions": [DECISION],
     "decision_approve": DECISION,
     "decision_reject": msgspec.structs.replace(DECISION, state="rejected", decision="keep it"),
@@ -256,6 +269,12 @@ SAMPLES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     "gates": (["gates"], "gates", {}),
     "gate check": (["gate", "check", "gate-1"], "gate_check", {"id": "gate-1"}),
     "halt": (["halt", "model"], "halt", {"target": "model", "reason": ""}),
+    "spawn": (["spawn", "model"], "spawn", {"name": "model", "reason": ""}),
+    "stop": (
+        ["stop", "foundation", "--reason", "disk full"],
+        "stop",
+        {"name": "foundation", "reason": "disk full"},
+    ),
     "resume": (
         ["resume", "WS-04", "--reason", "wheels built"],
         "resume",
@@ -310,6 +329,8 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "gate check": GateView,
     "halt": HoldView,
     "resume": HoldView,
+    "spawn": OrchestratorView,
+    "stop": OrchestratorView,
     "decisions": DecisionView,
     "decision approve": DecisionView,
     "decision reject": DecisionView,
@@ -340,6 +361,8 @@ UNKNOWN_ID: dict[str, list[str]] = {
     "gate check": ["gate", "check", "gate-99"],
     "halt": ["halt", "nobody"],
     "resume": ["resume", "nobody"],
+    "spawn": ["spawn", "nobody"],
+    "stop": ["stop", "nobody"],
     "decision approve": ["decision", "approve", "D-999"],
     "decision reject": ["decision", "reject", "D-999"],
     "plan add-dep": ["plan", "add-dep", "WS-99", "WS-01"],
@@ -856,6 +879,8 @@ FACTS: dict[str, list[str]] = {
     ],
     "halt": ["halted model: gate:gate-1, operator"],
     "resume": ["resumed model"],
+    "spawn": ["spawning model (subprocess)"],
+    "stop": ["stopping foundation; it stays stopped until `pixelsctl spawn foundation`"],
     "decisions": ["D-2", "approved", "conflict", "pixelsd", "WS-05 reported broken by interface"],
     "decision approve": [
         "D-2  approved  conflict",
@@ -1174,7 +1199,13 @@ def real_daemon(path: Path) -> Iterator[Path]:
     """A real pixelsd (embedded plan) on ``path``, answering; killed on exit."""
     log = (path / "pixelsd.log").open("ab")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("pixelsd")), "--state-dir", str(path)],
+        [
+            str(Path(sys.executable).with_name("pixelsd")),
+            "--state-dir",
+            str(path),
+            "--launcher",
+            "none",
+        ],
         stdout=log,
         stderr=log,
     )
@@ -1255,7 +1286,13 @@ def test_real_daemon_halt_then_resume(state_dir: Path) -> None:
 def test_stopped_daemon_exits_3(state_dir: Path) -> None:
     """After pixelsd stops, pixelsctl on its state dir exits 3 within 2 s."""
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("pixelsd")), "--state-dir", str(state_dir)],
+        [
+            str(Path(sys.executable).with_name("pixelsd")),
+            "--state-dir",
+            str(state_dir),
+            "--launcher",
+            "none",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -219,7 +219,15 @@ def test_daemon_escalation_makes_one_journal_entry(
 ) -> None:
     """An escalation from an orchestrator (sent twice: a resend) gives exactly one entry."""
     proc = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--log-format", "journal"],
+        [
+            str(BIN / "pixelsd"),
+            "--state-dir",
+            str(state_dir),
+            "--log-format",
+            "journal",
+            "--launcher",
+            "none",
+        ],
         env=env_with(PIXELS_JOURNAL_SOCKET=str(journal.address)),
         stderr=subprocess.PIPE,
     )

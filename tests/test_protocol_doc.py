@@ -201,6 +201,7 @@ def test_error_table_lists_every_code_in_order() -> None:
 VIEWS = [
     views.StatusView,
     views.OrchestratorView,
+    views.ProcessView,
     views.WorkstreamView,
     views.BlockerView,
     views.EscalationView,

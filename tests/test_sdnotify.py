@@ -88,7 +88,15 @@ def listener(state_dir: Path) -> Iterator[DatagramSocket]:
 def pixelsd(state_dir: Path, listener: DatagramSocket) -> Iterator[subprocess.Popen[bytes]]:
     """A real pixelsd with NOTIFY_SOCKET at ``listener`` and a 0.4 s watchdog (pings every 0.2)."""
     proc = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--log-format", "json"],
+        [
+            str(BIN / "pixelsd"),
+            "--state-dir",
+            str(state_dir),
+            "--log-format",
+            "json",
+            "--launcher",
+            "none",
+        ],
         env=env_with(NOTIFY_SOCKET=str(listener.address), WATCHDOG_USEC="400000"),
         stderr=subprocess.DEVNULL,
     )
@@ -278,7 +286,7 @@ def test_notify_socket_is_not_required(state_dir: Path) -> None:
     """Without NOTIFY_SOCKET the daemon runs and stops as before (the client is a no-op)."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     proc = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir)],
+        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--launcher", "none"],
         env=env,
         stderr=subprocess.DEVNULL,
     )

@@ -215,7 +215,8 @@ def test_too_long_ipc_path_is_a_clear_error(tmp_path: Path) -> None:
 def test_restart_rebuilds_state_and_sigterm_exits_zero(state_dir: Path) -> None:
     """After SIGTERM (exit 0, sockets removed) a new daemon shows the same state."""
     proc = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir)], stderr=subprocess.PIPE
+        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--launcher", "none"],
+        stderr=subprocess.PIPE,
     )
     wait_ready(state_dir, proc)
     ctx = zmq.Context.instance()
@@ -247,7 +248,8 @@ def test_restart_rebuilds_state_and_sigterm_exits_zero(state_dir: Path) -> None:
     assert proc.wait(timeout=10) == 0
     assert not (state_dir / "run" / "bus.sock").exists()
     again = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir)], stderr=subprocess.PIPE
+        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--launcher", "none"],
+        stderr=subprocess.PIPE,
     )
     try:
         wait_ready(state_dir, again)
@@ -260,12 +262,13 @@ def test_restart_rebuilds_state_and_sigterm_exits_zero(state_dir: Path) -> None:
 def test_second_daemon_process_exits_1_with_one_line(state_dir: Path) -> None:
     """pixelsd on a state dir in use prints one line and exits 1, no traceback."""
     first = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir)], stderr=subprocess.DEVNULL
+        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--launcher", "none"],
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(state_dir, first)
         second = subprocess.run(
-            [str(BIN / "pixelsd"), "--state-dir", str(state_dir)],
+            [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--launcher", "none"],
             check=False,
             capture_output=True,
             text=True,

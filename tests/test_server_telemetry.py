@@ -81,7 +81,15 @@ def test_a_metrics_port_in_use_fails_the_start_with_one_line(state_dir: Path) ->
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--metrics-port", str(port)],
+            [
+                str(BIN / "pixelsd"),
+                "--state-dir",
+                str(state_dir),
+                "--metrics-port",
+                str(port),
+                "--launcher",
+                "none",
+            ],
             capture_output=True,
             text=True,
             timeout=30,

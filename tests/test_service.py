@@ -246,7 +246,8 @@ def test_sighup_on_the_embedded_plan_changes_nothing(state_dir: Path) -> None:
 def test_second_sigterm_during_shutdown_still_exits_zero(state_dir: Path) -> None:
     """Signals keep their handlers until the daemon has stopped: two SIGTERMs, exit 0."""
     proc = subprocess.Popen(
-        [str(BIN / "pixelsd"), "--state-dir", str(state_dir)], stderr=subprocess.DEVNULL
+        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), "--launcher", "none"],
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(state_dir, proc)
