@@ -26,6 +26,7 @@ from pixels_daemon.core.engine import (
     Effect,
     Event,
     GateCheckResult,
+    GpuIdle,
     Halt,
     Received,
     RejectDecision,
@@ -92,9 +93,10 @@ def plans(draw: st.DrawFn) -> Plan:
         deps = draw(st.lists(st.sampled_from(ws_ids[:j]), max_size=3, unique=True)) if j else []
         low = draw(st.integers(1, 3))
         high = low + draw(st.integers(0, 3))
+        gpu = "true" if draw(st.booleans()) else "false"
         lines.append(
             f'[[workstreams]]\nid = "{w}"\norchestrator = "{owner[w]}"\nmilestone = "M0"\n'
-            f"days = [{low}, {high}]\ndepends_on = {deps!r}\n".replace("'", '"')
+            f"days = [{low}, {high}]\ndepends_on = {deps!r}\ngpu_bound = {gpu}\n".replace("'", '"')
         )
     for g, members in gates.items():
         n_checks = draw(st.integers(0, 2))
@@ -162,6 +164,7 @@ def draw_event(data: st.DataObject, run: Run) -> Event:
                 "lifecycle",
                 "decide",
                 "replan",
+                "gpu_idle",
             ]
         )
     )
@@ -248,6 +251,9 @@ def draw_event(data: st.DataObject, run: Run) -> Event:
             return ResolveEscalation(escalation=esc, note="done")
         until = run.now + data.draw(st.sampled_from([-1.0, 5e3]))  # the past is refused
         return SnoozeEscalation(escalation=esc, until=until)
+    if kind == "gpu_idle":  # telemetry: every GPU idle since then (or no longer); future refused
+        ago = data.draw(st.sampled_from([None, -1.0, 0.0, HOUR, 30 * HOUR]))
+        return GpuIdle(since=None if ago is None else run.now - ago)
     if kind == "decide":
         dec = data.draw(st.sampled_from([*run.state.decisions, "D-999"]))
         if data.draw(st.booleans()):
