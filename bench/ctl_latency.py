@@ -63,7 +63,9 @@ def start_daemon(state_dir: Path) -> subprocess.Popen[bytes]:
     """Start pixelsd on ``state_dir`` and wait (poll with timeout) until ping answers."""
     pixelsd = Path(sys.executable).with_name("pixelsd")
     log = (state_dir / "pixelsd.log").open("ab")
-    proc = subprocess.Popen([str(pixelsd), "--state-dir", str(state_dir)], stdout=log, stderr=log)
+    # --launcher none: a spawned orchestrator would outlive the benchmark (its own session).
+    argv = [str(pixelsd), "--state-dir", str(state_dir), "--launcher", "none"]
+    proc = subprocess.Popen(argv, stdout=log, stderr=log)
     log.close()  # the child holds its own descriptor
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:

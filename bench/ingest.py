@@ -130,7 +130,8 @@ def ping(endpoint: str, timeout_s: float = 10.0) -> bool:
 def start_daemon(state_dir: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("pixelsd")
     proc = subprocess.Popen(
-        [str(exe), "--state-dir", str(state_dir), "--log-format", "json"],
+        # --launcher none: the benchmark is the bus; a spawned orchestrator would outlive it.
+        [str(exe), "--state-dir", str(state_dir), "--log-format", "json", "--launcher", "none"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

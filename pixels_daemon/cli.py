@@ -36,6 +36,7 @@ from pixels_daemon.spawner import (
     DEFAULT_FLAP_LIMIT,
     DEFAULT_FLAP_WINDOW_S,
     LAUNCHERS,
+    STOP_GRACE_S,
 )
 
 EXIT_CANNOT_START = 1
@@ -264,6 +265,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_FLAP_WINDOW_S:g})",
     )
     parser.add_argument(
+        "--stop-grace",
+        type=_positive_seconds,
+        default=STOP_GRACE_S,
+        metavar="SECONDS",
+        help="`pixelsctl stop`: how long an orchestrator gets to obey the stop command before "
+        f"SIGTERM (systemd: systemctl stop), and then SIGKILL (default {STOP_GRACE_S:g})",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "console", "json", "journal"),
         default="auto",
@@ -480,6 +489,7 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
             orchestrator_config=Path(args.orchestrator_config)
             if args.orchestrator_config
             else state_dir / "orchestrators",
+            stop_grace_s=args.stop_grace,
         ),
     )
     startup_errors = (DaemonError, StoreError, PathError)

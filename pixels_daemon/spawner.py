@@ -49,6 +49,11 @@ Phase = Literal[
 LauncherKind = Literal["subprocess", "systemd", "none"]
 LAUNCHERS: tuple[LauncherKind, ...] = ("subprocess", "systemd", "none")
 
+#: `pixelsctl stop`: how long the orchestrator gets to obey the bus ``stop`` before SIGTERM, and
+#: after SIGTERM before SIGKILL. The runner stops its agents (5 s grace), then delivers its
+#: outbox (up to 5 s): 15 s covers both, with slack.
+STOP_GRACE_S = 15.0
+
 #: First restart delay: a one-off crash costs a second, not a minute of missing reports.
 DEFAULT_BACKOFF_INITIAL_S = 1.0
 #: Longest restart delay: a broken orchestrator is retried at least every 5 minutes (only reached
@@ -157,17 +162,8 @@ class Supervised:
 class Supervisor:
     """The policy for a set of orchestrators. Methods take ``now`` and return actions."""
 
-    def __init__(
-        self,
-        names: Iterable[str],
-        config: SupervisionConfig | None = None,
-        *,
-        hold_until: float | None = None,
-    ) -> None:
+    def __init__(self, names: Iterable[str], config: SupervisionConfig | None = None) -> None:
         self.config = config if config is not None else SupervisionConfig()
-        #: No launch before this (daemon start-up: orchestrators that outlived the previous daemon
-        #: get time to reconnect before anything is launched in their place).
-        self.hold_until = hold_until
         self.procs: dict[str, Supervised] = {name: Supervised(name) for name in names}
 
     def get(self, name: str) -> Supervised:
@@ -180,9 +176,18 @@ class Supervisor:
     # --- what the durable state says (daemon start-up) -----------------------------------------
 
     def seed(
-        self, name: str, now: float, *, wanted: bool, operator_stopped: bool, flapping: bool
+        self,
+        name: str,
+        now: float,
+        *,
+        wanted: bool,
+        operator_stopped: bool,
+        flapping: bool,
+        hold_s: float = 0.0,
     ) -> None:
-        """Start from what the event log says: activated (wanted), operator-stopped, flapping."""
+        """Start from what the event log says: activated (wanted), operator-stopped, flapping.
+        A wanted one is launched ``hold_s`` from now (daemon start-up: one that outlived the
+        previous daemon gets time to reconnect, and is then never launched twice)."""
         proc = self.get(name)
         proc.wanted = wanted
         proc.operator_stopped = operator_stopped
@@ -191,7 +196,7 @@ class Supervisor:
             return  # adopted before the seed: its process is what counts
         proc.phase = self._resting(proc)
         if proc.phase == "waiting":
-            proc.next_start_at = now
+            proc.next_start_at = now + hold_s
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -293,7 +298,6 @@ class Supervisor:
         """Launch what is due and not connected; notice connections that came or went.
         ``connected``: the orchestrators connected now, each with when it was last heard from."""
         out: list[Action] = []
-        held = self.hold_until is not None and now < self.hold_until
         for proc in self.procs.values():
             heard = connected.get(proc.name)
             live = heard is not None and (proc.exited_at is None or heard > proc.exited_at)
@@ -307,7 +311,7 @@ class Supervisor:
                 proc.next_start_at = None
                 continue
             due = proc.next_start_at if proc.next_start_at is not None else now
-            if held or now < due:
+            if now < due:
                 continue
             proc.phase = "starting"
             proc.next_start_at = None
@@ -320,17 +324,14 @@ class Supervisor:
         """The earliest time a waiting launch falls due (None: nothing waits)."""
         times = [p.next_start_at for p in self.procs.values() if p.phase == "waiting"]
         due = [t for t in times if t is not None]
-        if not due:
-            return None
-        first = min(due)
-        return max(first, self.hold_until) if self.hold_until is not None else first
+        return min(due) if due else None
 
     def preview(
         self, name: str, change: Callable[[Supervisor, str, float], object], now: float
     ) -> Supervised:
         """What ``name``'s record would be after ``change`` (e.g. ``Supervisor.spawn``), leaving
         this one as it is: a reply may say what a request will do before it is committed."""
-        clone = Supervisor([], self.config, hold_until=self.hold_until)
+        clone = Supervisor([], self.config)
         clone.procs[name] = copy.deepcopy(self.get(name))
         change(clone, name, now)
         return clone.procs[name]

@@ -43,6 +43,7 @@ from pixels_daemon.core.state import State
 from pixels_daemon.paths import StatePaths
 from pixels_daemon.plan import EMBEDDED_SOURCE
 from pixels_daemon.spawner import (
+    STOP_GRACE_S,
     Action,
     Escalate,
     Launch,
@@ -61,10 +62,6 @@ log = structlog.get_logger("pixelsd")
 #: with a non-blocking waitpid and an adopted one with a read of /proc/PID/stat: four times a second
 #: costs nothing and keeps a restart within a quarter second of its backoff.
 POLL_INTERVAL_S = 0.25
-#: `pixelsctl stop`: how long the orchestrator gets to obey the bus ``stop`` before SIGTERM, and
-#: after SIGTERM before SIGKILL. The runner stops its agents (5 s grace), then delivers its
-#: outbox (up to 5 s): 15 s covers both, with slack.
-STOP_GRACE_S = 15.0
 #: How often a running unit's state is asked of systemd (each ask is a `systemctl` process).
 SYSTEMD_REFRESH_S = 5.0
 #: A `systemctl` call still running after this long has failed (a wedged systemd or D-Bus).
@@ -411,10 +408,9 @@ class SpawnService:
     def seed(self, state: State) -> None:
         """From the replayed state: activated orchestrators are wanted, operator stops and
         flapping stand; a live pid file is adopted. When anything had been activated before
-        this start, nothing is launched for ``start_hold_s`` (START_HOLD_S says why)."""
+        this start, the others are launched only after ``start_hold_s`` (START_HOLD_S: why)."""
         now = self.clock()
-        if any(o.activated_at is not None for o in state.orchestrators.values()):
-            self.policy.hold_until = now + self.config.start_hold_s
+        begun = any(o.activated_at is not None for o in state.orchestrators.values())
         for name, orch in state.orchestrators.items():
             self.policy.seed(
                 name,
@@ -422,6 +418,7 @@ class SpawnService:
                 wanted=orch.activated_at is not None,
                 operator_stopped=orch.operator_stopped,
                 flapping=orch.flapping,
+                hold_s=self.config.start_hold_s if begun else 0.0,
             )
             if self.launcher != "subprocess":
                 continue

@@ -72,9 +72,9 @@ def test_one_that_was_connected_is_launched_once_it_is_gone() -> None:
     assert sup.tick(T0 + 10, {}) == [Launch(NAME, restart=False)]
 
 
-def test_nothing_is_launched_during_the_start_up_hold() -> None:
-    sup = Supervisor([NAME], hold_until=T0 + 2)
-    sup.want(NAME, T0)
+def test_a_seeded_orchestrator_is_launched_after_the_start_up_hold() -> None:
+    sup = Supervisor([NAME])
+    sup.seed(NAME, T0, wanted=True, operator_stopped=False, flapping=False, hold_s=2.0)
     assert sup.tick(T0 + 1, {}) == []
     assert sup.tick(T0 + 2, {}) == [Launch(NAME, restart=False)]
 
