@@ -128,8 +128,3 @@ class AgentProcess:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
-
-    def stopped(self) -> bool:
-        """Whether the process is stopped (SIGSTOP: state T)."""
-        stat = proc_stat(self.pid)
-        return stat is not None and stat[0] == "T"
