@@ -1,10 +1,10 @@
 """The systemd units pass `systemd-analyze verify` offline (PID 1 need not be systemd), and the
 daemon's unit keeps the exposure score recorded in docs/operations.md (2.5 or lower).
 
-The units name the install prefix /opt/pixels (the venv at /opt/pixels/venv, orchestrator
-programs in /opt/pixels/orchestrators). verify checks that every ExecStart= program exists, so the
-tests point that prefix at a temporary tree holding this checkout's venv and a stand-in
-orchestrator program; nothing else in the units is changed.
+The units name the install prefix /opt/pixels (the venv at /opt/pixels/venv, whose pixelsd and
+pixels-orchestrator they run). verify checks that every ExecStart= program exists, so the tests
+point that prefix at a temporary tree holding this checkout's venv; nothing else in the units is
+changed.
 """
 
 from __future__ import annotations
@@ -32,14 +32,10 @@ pytestmark = pytest.mark.skipif(
 def installed(tmp_path: Path, unit: str) -> Path:
     """``unit`` with /opt/pixels/ pointing at a tree under ``tmp_path`` where its programs exist."""
     prefix = tmp_path / "opt-pixels"
-    (prefix / "orchestrators").mkdir(parents=True, exist_ok=True)
+    prefix.mkdir(exist_ok=True)
     venv = prefix / "venv"
     if not venv.exists():
         venv.symlink_to(Path(sys.executable).parent.parent)
-    # verify instantiates a template as NAME@i: the program for instance "i".
-    program = prefix / "orchestrators" / "i"
-    program.write_text("#!/bin/sh\nexit 0\n")
-    program.chmod(0o755)
     text = (UNITS / unit).read_text()
     assert PREFIX in text
     out = tmp_path / unit
