@@ -370,7 +370,12 @@ def render_spawn(o: OrchestratorView, now: float) -> str:
 def render_stop(o: OrchestratorView, now: float) -> str:
     """What `stop` did: told it to stop; stopping it or already stopped; kept stopped."""
     p = o.process
-    state = "stopping" if p is not None and p.state == "stopping" else "stopped"
+    if p is None or p.launcher == "none":
+        return (
+            f"told {o.name} to stop (this pixelsd does not run it: --launcher none); it is told "
+            f"again whenever it connects, until `pixelsctl spawn {o.name}`"
+        )
+    state = "stopping" if p.state == "stopping" else "stopped"
     return f"{state} {o.name}; it stays stopped until `pixelsctl spawn {o.name}`"
 
 

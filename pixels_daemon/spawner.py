@@ -80,15 +80,20 @@ class SupervisionConfig:
 
     def __post_init__(self) -> None:
         if not self.backoff_initial_s > 0:
-            raise SupervisionConfigError("the restart backoff must be a positive number of seconds")
+            raise SupervisionConfigError(
+                "the restart backoff (--restart-backoff) must be a positive number of seconds"
+            )
         if self.backoff_max_s < self.backoff_initial_s:
             raise SupervisionConfigError(
-                "the longest restart backoff must not be shorter than the first"
+                "the longest restart backoff (--restart-backoff-max) must not be shorter than "
+                "the first (--restart-backoff)"
             )
         if self.flap_limit < 1:
-            raise SupervisionConfigError("the flap limit must be at least 1 crash")
+            raise SupervisionConfigError("the flap limit (--flap-limit) must be at least 1 crash")
         if not self.flap_window_s > 0:
-            raise SupervisionConfigError("the flap window must be a positive number of seconds")
+            raise SupervisionConfigError(
+                "the flap window (--flap-window) must be a positive number of seconds"
+            )
 
     @property
     def stable_s(self) -> float:

@@ -543,8 +543,8 @@ class SpawnService:
         self._wake.set()
 
     async def _start_unit(self, name: str, restart: bool) -> None:
-        if name in self._busy:
-            return
+        while name in self._busy:  # one systemctl call per unit at a time
+            await anyio.sleep(SYSTEMD_STOP_POLL_S)
         self._busy.add(name)
         try:
             ok, why = await self.systemd.start(name)

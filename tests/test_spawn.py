@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pixels_daemon.ctl_format import process_cell
+from pixels_daemon.ctl_format import process_cell, render_spawn, render_stop
 from pixels_daemon.supervise import PidRecord
-from protocol.views import ProcessView
+from protocol.views import OrchestratorView, ProcessView
 from tests.support import BIN, DaemonProcess, ctl
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -284,6 +284,30 @@ def test_an_adopted_orchestrator_that_dies_is_restarted(
     assert view["process"]["last_exit"].startswith("exited (adopted")
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--launcher", "docker"], "invalid choice: 'docker'"),
+        (["--flap-limit", "0"], "'0' is not a whole number of at least 1"),
+        (["--restart-backoff", "5", "--restart-backoff-max", "1"], "--restart-backoff-max"),
+    ],
+)
+def test_unusable_supervision_options_are_refused_before_starting(
+    state_dir: Path, args: list[str], words: str
+) -> None:
+    """Bad supervision options: exit 2, the reason on stderr, nothing started."""
+    done = subprocess.run(
+        [str(BIN / "pixelsd"), "--state-dir", str(state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert words in done.stderr
+    assert not (state_dir / "pixels.db").exists()
+
+
 # --- systemd launcher ---------------------------------------------------------------------------
 
 
@@ -365,3 +389,27 @@ def sub(state: str, **fields: Any) -> ProcessView:
 )
 def test_process_cell_says_what_runs_in_a_few_words(view: ProcessView, text: str) -> None:
     assert process_cell(view, 100.0) == text
+
+
+def _orchestrator_view(process: ProcessView) -> OrchestratorView:
+    return OrchestratorView(
+        name="model",
+        display_name="Model",
+        connection="connected",
+        last_seen=None,
+        last_report=None,
+        acked_seq=0,
+        status="active",
+        workstreams=[],
+        process=process,
+    )
+
+
+def test_stop_under_launcher_none_says_the_process_is_not_pixelsds() -> None:
+    view = _orchestrator_view(sub("unmanaged", launcher="none", operator_stopped=True))
+    assert render_stop(view, 0.0).startswith("told model to stop (this pixelsd does not run it")
+
+
+def test_spawn_under_launcher_none_says_to_start_it_yourself() -> None:
+    view = _orchestrator_view(sub("unmanaged", launcher="none"))
+    assert render_spawn(view, 0.0).endswith("(--launcher none): start it yourself")
