@@ -91,9 +91,9 @@ class EscalationView(Struct, kw_only=True):
 
     state: open | acknowledged | resolved. kind: the escalation type for orchestrators' ones, the
     rule for the daemon's (ws_stalled, orchestrator_stalled, overrun, blocker_aged, schedule_slip,
-    gate_failed, ...). count: how often it was raised while unresolved (repeats update it, they do
-    not make another). inhibited_by: failed gates that halted all its work (kept, not notified).
-    Times are unix seconds or null.
+    hidden_stall, gate_failed, ...). count: how often it was raised while unresolved (repeats
+    update it, they do not make another). inhibited_by: failed gates that halted all its work
+    (kept, not notified). Times are unix seconds or null.
     """
 
     id: str
