@@ -188,6 +188,17 @@ def fire_times(
     return out
 
 
+def last_due(schedule: Schedule, now: float) -> float | None:
+    """The latest scheduled report time at or before ``now`` (within a week), or None.
+
+    What a report written now stands for: the scheduler wakes the loop a little after the fire
+    time (more, in simulated time, at high time scales), and the report belongs to the fire time.
+    """
+    # One report a week: 8 days back always holds the latest scheduled time.
+    times = fire_times(schedule.report_trigger(), now - 8 * 86400.0, now)
+    return times[-1] if times else None
+
+
 def missed_report(
     schedule: Schedule, reports: dict[int, float], plan_start: float | None, now: float
 ) -> int | None:

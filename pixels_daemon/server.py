@@ -617,10 +617,12 @@ class Server:
             if names:
                 await self.apply_event(engine.PollAll(orchestrators=names))
         elif kind == "report":
-            week = daemon.current_week(self.clock())
+            now = self.clock()
+            week = daemon.current_week(now)
             if week is None:
                 log.info("report_skipped", reason="the plan has not started")
                 return
+            log.info("report_due", week=week, due=schedule.last_due(self.config.schedule, now))
             await self.apply_event(engine.ReportDue(week=week))
 
     async def _catch_up_report(self) -> None:

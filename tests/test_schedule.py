@@ -19,6 +19,7 @@ from pixels_daemon.schedule import (
     ScheduleError,
     fire_times,
     interval_trigger,
+    last_due,
     missed_report,
     parse_report_at,
     parse_zone,
@@ -108,6 +109,12 @@ def test_fire_times_lists_a_range_in_order() -> None:
         BERLIN_FRIDAYS.report_trigger(), at("2026-05-01T17:00"), at("2026-05-31T00:00")
     )
     assert [local(t).day for t in times] == [8, 15, 22, 29]
+
+
+def test_a_report_late_by_minutes_stands_for_the_friday_it_was_due() -> None:
+    """Woken at 17:04 (a loaded loop at a high time scale): the report is for 17:00 exactly."""
+    assert last_due(BERLIN_FRIDAYS, at("2026-03-27T17:04")) == at("2026-03-27T17:00")
+    assert last_due(BERLIN_FRIDAYS, at("2026-03-27T16:59")) == at("2026-03-20T17:00")
 
 
 def test_a_report_missed_during_downtime_is_due_once() -> None:

@@ -114,13 +114,13 @@ def reports(state_dir: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("week_*_status.md")) if folder.is_dir() else []
 
 
-def report_times(proc: DaemonProcess) -> list[float]:
-    """When each report was written, in clock time: the `report_written` log records' `at`."""
+def log_times(proc: DaemonProcess, event: str, key: str) -> list[float]:
+    """``key`` of each ``event`` record in the daemon's log, in order (clock time)."""
     out = []
     for line in proc.log().splitlines():
-        if '"report_written"' in line:
+        if f'"{event}"' in line:
             record = json.loads(line)
-            out.append(float(record["at"]))
+            out.append(float(record[key]))
     return out
 
 
@@ -132,11 +132,13 @@ def test_the_friday_report_lands_at_17_local_across_a_dst_change(
     proc = daemon("--time-scale", "302400", "--sim-start", "2026-03-26T09:00")  # 1 week = 2 s
     wait_for(lambda: len(reports(state_dir)) >= 2, 15, "two weekly reports")
     assert reports(state_dir)[:2] == ["week_01_status.md", "week_02_status.md"]
-    first, second = report_times(proc)[:2]
-    for t, day in ((first, "2026-03-27"), (second, "2026-04-03")):
-        when = local(t)
-        assert when.strftime("%Y-%m-%d %H") == f"{day} 17", when
-        assert when.minute < 30, when  # loop latency, scaled: minutes of clock time at most
+    # What the scheduler fired for, exactly; how late the loop woke up is a matter of load (at
+    # this scale 1 ms of real time is 5 minutes of clock time), but a report is never early.
+    first, second = log_times(proc, "report_due", "due")[:2]
+    assert local(first) == dt.datetime(2026, 3, 27, 17, tzinfo=BERLIN)
+    assert local(second) == dt.datetime(2026, 4, 3, 17, tzinfo=BERLIN)
+    written = log_times(proc, "report_written", "at")[:2]
+    assert written[0] >= first and written[1] >= second
     assert local(first).tzname() == "CET"
     assert local(second).tzname() == "CEST"
     meta = json.loads((state_dir / "status" / "meta_status.json").read_text())
