@@ -522,8 +522,9 @@ def run_agents(opts: argparse.Namespace) -> int:
             "no_agent_command", workstreams=missing, fix="--config FILE, the plan, or --agent"
         )
     if opts.agent is not None and file.agent.command is not None:
-        structlog.get_logger("pixels.runner").warning(
-            "agent_flag_unused", why=f"[agent] command in {opts.config} comes first"
+        structlog.get_logger("pixels.runner").info(
+            "agent_table_command_unused",
+            why=f"--agent comes before [agent] command in {opts.config}",
         )
     config = RunnerConfig(
         name=opts.name,

@@ -16,7 +16,8 @@ The config file (TOML; every key optional; an unknown key is refused, named)::
     env = { ... }                       # merged over [agent].env
 
 A workstream's command is the first of: its ``[workstreams.WS]`` command, the plan workstream's
-``command``, ``[agent] command``, ``--agent TEMPLATE``. Pure apart from reading the file.
+``command``, ``--agent TEMPLATE``, ``[agent] command`` (a flag beats the file's default, as
+everywhere). Pure apart from reading the file.
 """
 
 from __future__ import annotations
@@ -250,17 +251,17 @@ class AgentSettings:
         return self.file.agent.progress
 
     def command_for(self, ws: str) -> AgentCommand | None:
-        """The first of: [workstreams.WS] command, the plan's, [agent] command, --agent."""
+        """The first of: [workstreams.WS] command, the plan's, --agent, [agent] command."""
         own = self.file.workstreams.get(ws)
         if own is not None and own.command is not None:
             return AgentCommand(own.command, f"[workstreams.{ws}] command in {self.file_name}")
         info = self.plan.get(ws)
         if info is not None and info.command is not None:
             return AgentCommand(info.command, f"the plan's command for {ws}")
-        if self.file.agent.command is not None:
-            return AgentCommand(self.file.agent.command, f"[agent] command in {self.file_name}")
         if self.flag_command is not None:
             return AgentCommand(self.flag_command, "--agent")
+        if self.file.agent.command is not None:
+            return AgentCommand(self.file.agent.command, f"[agent] command in {self.file_name}")
         return None
 
     def env_for(self, ws: str) -> dict[str, str]:

@@ -64,15 +64,17 @@ def test_the_documented_example_is_read_whole(tmp_path: Path) -> None:
     assert s.workdir(tmp_path / "state", None, tmp_path) == tmp_path / "work"
 
 
-def test_command_order_is_workstream_table_then_plan_then_agent_table_then_flag(
+def test_command_order_is_workstream_table_then_plan_then_flag_then_agent_table(
     tmp_path: Path,
 ) -> None:
-    """[workstreams.WS] command, the plan's command, [agent] command, --agent: the first given."""
+    """[workstreams.WS] command, the plan's command, --agent, [agent] command: the first given."""
     s = settings(tmp_path, flag="flag-agent")
     ws01, ws02, ws03 = (s.command_for(ws) for ws in ("WS-01", "WS-02", "WS-03"))
     assert ws02 is not None and ws02.template.startswith("./special.sh")
     assert ws03 is not None and ws03.template == "plan-agent {workstream}"
-    assert ws01 is not None and ws01.template.startswith("npx claude-flow")
+    assert ws01 is not None and ws01.template == "flag-agent"
+    file_only = settings(tmp_path).command_for("WS-01")
+    assert file_only is not None and file_only.template.startswith("npx claude-flow")
     no_table = AgentSettings(s.plan, flag_command="flag-agent")
     assert no_table.command_for("WS-01") == no_table.command_for("WS-02")
     assert (no_table.command_for("WS-01") or ws01).source == "--agent"
