@@ -71,8 +71,13 @@ def serve_baseline(endpoint: str) -> None:
         sock.send_multipart([ident, encoder.encode(Ack(acked_seq=seen))])
 
 
-def run_client(endpoint: str, frames: list[bytes], window: int, timeout_s: float = 120.0) -> float:
-    """Send every frame keeping <= window unacked; return seconds until the last one is acked."""
+def run_client(
+    endpoint: str, frames: list[bytes], window: int, timeout_s: float = 120.0, first_seq: int = 1
+) -> float:
+    """Send every frame keeping <= window unacked; return seconds until the last one is acked.
+
+    ``first_seq``: the seq of ``frames[0]`` (acks are cumulative seqs, not counts).
+    """
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -105,7 +110,7 @@ def run_client(endpoint: str, frames: list[bytes], window: int, timeout_s: float
             except msgspec.ValidationError:
                 msg = any_decoder.decode(reply)
                 raise RuntimeError(f"unexpected reply: {msg}") from None
-            acked = max(acked, ack.acked_seq)
+            acked = max(acked, ack.acked_seq - first_seq + 1)
     elapsed = time.perf_counter() - start
     sock.close(0)
     return elapsed

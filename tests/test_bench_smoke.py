@@ -18,6 +18,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     [
         ("ingest.py", {"baseline_msgs_per_s", "pixelsd_msgs_per_s", "ratio", "target_ratio"}),
         ("ctl_latency.py", {"pixelsctl_median_s", "floor_median_s", "ratio", "target_ratio"}),
+        ("restart.py", {"baseline_s", "clean_s", "crash_s", "ratio", "target_s"}),
+        ("idle.py", {"pixelsd_cpu_pct", "pixelsd_rss_mb", "floor_rss_mb", "ratio"}),
     ],
 )
 def test_benchmark_smoke_run_ends_with_its_json_line(script: str, keys: set[str]) -> None:
