@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -107,12 +107,18 @@ class EventStore:
         row = self._conn.execute(sql).fetchone()
         return int(row[0])
 
-    def append(self, events: Sequence[NewEvent]) -> int:
+    def append(
+        self,
+        events: Sequence[NewEvent],
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> int:
         """Append ``events`` in one transaction (one fsync); return the id of the last one.
 
-        Raises StoreError and leaves the log unchanged if the commit fails.
+        ``also`` writes more in the same transaction (the notification outbox: what the batch
+        decided to tell is on disk exactly when the batch is). Raises StoreError and leaves the
+        log unchanged if the commit fails.
         """
-        if not events:
+        if not events and also is None:
             return self.last_id
         first = self.last_id + 1
         rows = [(first + i, *event) for i, event in enumerate(events)]
@@ -122,6 +128,8 @@ class EventStore:
                 "INSERT INTO events (id, at, kind, orchestrator, seq, body) VALUES (?,?,?,?,?,?)",
                 rows,
             )
+            if also is not None:
+                also(self._conn)
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._conn.in_transaction:

@@ -373,6 +373,17 @@ class SupervisionAlert(_Event, frozen=True, tag="supervision_alert"):
     details: dict[str, float | str] = {}
 
 
+class NotificationFailed(_Event, frozen=True, tag="notification_failed"):
+    """The notifier (notify/delivery.py) gave up on notification ``key`` to sink ``sink``: it
+    raises (or updates) the escalation ``notification_failed`` about that sink, so a receiver
+    that is down is itself something people hear of (through the other sinks, and pixelsctl)."""
+
+    sink: str
+    key: str
+    error: str
+    severity: Severity = "high"
+
+
 class Spawn(_Event, frozen=True, tag="spawn"):
     """``pixelsctl spawn NAME``: clears an operator's stop and flapping; the spawner starts it."""
 
@@ -395,6 +406,7 @@ Event = (
     | ReportDue
     | TelemetryAlert
     | SupervisionAlert
+    | NotificationFailed
     | Spawn
     | Stop
     | GpuIdle
@@ -928,6 +940,8 @@ class _Run:
                 self._telemetry_alert(event)
             case SupervisionAlert():
                 self._supervision_alert(event)
+            case NotificationFailed():
+                self._notification_failed(event)
             case Spawn():
                 self._spawn(event)
             case Stop():
@@ -1627,6 +1641,22 @@ class _Run:
                 help_needed=event.help_needed
                 or f"fix it, then `pixelsctl spawn {event.orchestrator}` to try again",
                 details=dict(event.details),
+            ),
+            repeat_updates=True,
+        )
+
+    def _notification_failed(self, event: NotificationFailed) -> None:
+        self._raise(
+            _Spec(
+                type="failure",
+                kind="notification_failed",
+                severity=event.severity,
+                issue=f"notification {event.key} to sink {event.sink} was not delivered: "
+                f"{event.error}",
+                affected=[],
+                subject=event.sink,
+                help_needed=f"check sink {event.sink} (`pixelsctl notifications --failed`), "
+                f"then `pixelsctl notify test {event.sink}`",
             ),
             repeat_updates=True,
         )
