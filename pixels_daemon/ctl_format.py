@@ -468,7 +468,17 @@ def render_ping(result: dict[str, Any], now: float) -> str:
     daemon = result.get("daemon", "?")
     pid = result.get("pid", "?")
     plan = result.get("plan", "?")
-    return f"pixelsd {daemon} (pid {pid}) is answering; plan {plan}"
+    line = f"pixelsd {daemon} (pid {pid}) is answering; plan {plan}"
+    security = result.get("security") or {}
+    bad = security.get("bad_frames_by_peer") or {}
+    if security.get("denied") or security.get("throttled") or bad:
+        # Only when something happened: a quiet daemon's ping stays one line.
+        worst = ", ".join(f"{peer} {n}" for peer, n in sorted(bad.items(), key=lambda i: -i[1])[:5])
+        line += (
+            f"\nsecurity: {security.get('denied', 0)} denied, "
+            f"{security.get('throttled', 0)} throttled; bad frames by peer: {worst or 'none'}"
+        )
+    return line
 
 
 # --- poll, watch, verify-completion ---------------------------------------------------------

@@ -46,6 +46,7 @@ from pixels_daemon.core.views import (
 from pixels_daemon.plan import Plan
 from pixels_daemon.ratelimit import RateLimitedLog
 from pixels_daemon.reports import plan_start, report_filename, week_of
+from pixels_daemon.security.guard import LOCAL_OPERATOR, Guard, Peer
 from pixels_daemon.store import EventStore, NewEvent
 from pixels_daemon.when import WhenError, parse_when
 from protocol import codec
@@ -151,6 +152,8 @@ class Daemon:
         self._ids = itertools.count(1)
         self._boot = f"{os.getpid():x}"
         self._frame_log = RateLimitedLog(log, interval_s=10.0)
+        #: Authorization and per-peer limits (security/): who may say what, and how much.
+        self.guard = Guard()
         self._last_snapshot = 0
 
     # --- state and the log ---------------------------------------------------------------------
@@ -274,16 +277,28 @@ class Daemon:
         )
         self._batch.errors.append((route, frame))
 
-    def on_bus_frame(self, route: Route, payload: bytes, now: float) -> None:
-        """Take one frame from an orchestrator; effects wait in the current batch."""
+    def on_bus_frame(
+        self, route: Route, payload: bytes, now: float, peer: Peer | None = None
+    ) -> None:
+        """Take one frame from an orchestrator; effects wait in the current batch.
+
+        ``peer``: who sent it as the shell knows (tcp://: its key's role); None: an ipc:// peer.
+        """
         self.counters.frames += 1
+        if peer is None:
+            peer = Peer(route[0], "ipc")
         try:
             message = codec.to_daemon.decode(payload)
         except FrameError as exc:
             self._count_frame_error(exc)
+            self.guard.bad(peer)
             self._error(route, exc.code, exc.message, exc.msg_id)
             return
         name = message.orchestrator
+        denial = self.guard.check_bus(peer, name)
+        if denial is not None:
+            self._error(route, denial.code, denial.message, message.id)
+            return
         if name not in self.ownership.orchestrators:
             known = ", ".join(sorted(self.ownership.orchestrators))
             self._error(
@@ -293,6 +308,7 @@ class Daemon:
                 message.id,
             )
             return
+        self.guard.bind(peer, name)
         self.last_seen[name] = now
         self.routes[name] = route
         batch = self._batch
@@ -352,10 +368,11 @@ class Daemon:
         self._batch.effects.extend(effects)
         return effects
 
-    def on_bad_envelope(self, route: Route, parts: int) -> None:
+    def on_bad_envelope(self, route: Route, parts: int, peer: Peer | None = None) -> None:
         """A multipart message that is neither [payload] nor [b"", payload] from the peer."""
         exc = _bad_envelope(parts)
         self._count_frame_error(exc)
+        self.guard.bad(peer or Peer(route[0], "ipc"))
         self._error(route, exc.code, exc.message, None)
 
     def bad_envelope_reply(self, parts: int) -> bytes:
@@ -412,6 +429,16 @@ class Daemon:
                 out.append((route, self._encode(command)))
         return out
 
+    def throttled_reply(self) -> bytes:
+        """The error answering the first frame dropped from a peer over its frame budget."""
+        return self._encode(
+            Error(
+                code="throttled",
+                message="too many frames (or too many bad ones): this and the following frames "
+                "are dropped until the budget refills; slow down",
+            )
+        )
+
     def unavailable_reply(self) -> bytes:
         """The control reply when the commit of what was asked failed (nothing was done)."""
         return self._encode(
@@ -438,13 +465,24 @@ class Daemon:
 
     # --- control -------------------------------------------------------------------------------
 
-    def on_ctl_frame(self, payload: bytes, now: float) -> bytes:
-        """Serve one pixelsctl request; always returns a reply frame."""
+    def on_ctl_frame(self, payload: bytes, now: float, peer: Peer = LOCAL_OPERATOR) -> bytes:
+        """Serve one pixelsctl request from ``peer`` (its role decides what it may ask); always
+        returns a reply frame."""
         try:
             request = codec.ctl_request.decode(payload)
         except FrameError as exc:
             self._count_frame_error(exc)
+            self.guard.bad(peer)
             return self._encode(Error(code=exc.code, message=exc.message, re=exc.msg_id or None))
+        denial = (
+            self.guard.check_ctl(peer, request.command)
+            if request.command in _CTL_COMMANDS  # an unknown one is answered unknown_command
+            else None
+        )
+        if denial is not None:
+            return self._encode(
+                Error(code=denial.code, message=denial.message, re=request.id or None)
+            )
         try:
             result = self.handle_request(request, now)
         except CtlError as exc:
@@ -481,6 +519,7 @@ class Daemon:
                 "commit_failures": c.commit_failures,
                 "unroutable": c.unroutable,
             },
+            "security": self.guard.view(),
         }
 
     def ctl_status(self, args: dict[str, object], now: float) -> object:

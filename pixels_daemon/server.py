@@ -52,6 +52,8 @@ from pixels_daemon.journal import log_escalation
 from pixels_daemon.paths import StatePaths, ipc_path
 from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
 from pixels_daemon.sdnotify import Notifier
+from pixels_daemon.security.guard import Peer
+from pixels_daemon.security.transport import SecurityConfig, Transport, TransportError
 from pixels_daemon.store import EventStore, StoreError, Synchronous
 from pixels_daemon.supervise import SpawnConfig, SpawnService
 from pixels_daemon.telemetry.prometheus import PlanMetrics, TelemetryCollector, TelemetryStats
@@ -120,6 +122,8 @@ class Config:
     #: Starting and supervising orchestrators (supervise.py). Launcher "none" here, so embedding
     #: code and tests opt in; `pixelsd run` defaults to "subprocess".
     spawn: SpawnConfig = field(default_factory=SpawnConfig)
+    #: tcp:// endpoints with CURVE, and who is an operator on ctl (security/transport.py).
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     @property
     def paths(self) -> StatePaths:
@@ -197,6 +201,26 @@ def _router(ctx: zmq.asyncio.Context, endpoint: str) -> zmq.asyncio.Socket:
     finally:
         os.umask(old)
     return sock
+
+
+def _drain_frames(sock: zmq.Socket[bytes], limit: int) -> list[list[zmq.Frame]]:
+    """As ``_drain``, as zmq Frames: their properties say who sent them (Peer-Address,
+    User-Id). Used where that matters: the control socket and the tcp:// sockets."""
+    frames: list[list[zmq.Frame]] = []
+    while len(frames) < limit:
+        try:
+            frames.append(sock.recv_multipart(zmq.NOBLOCK, copy=False))
+        except zmq.Again:
+            break
+    return frames
+
+
+def _prop(frame: zmq.Frame, name: str) -> str | None:
+    try:
+        value = frame.get(name)
+        return value if isinstance(value, str) else None
+    except zmq.ZMQError:  # not set on this transport or mechanism
+        return None
 
 
 def _drain(sock: zmq.Socket[bytes], limit: int) -> list[list[bytes]]:
@@ -285,6 +309,8 @@ class Server:
         self._meta_written: dict[str, object] | None = None
         #: The spawner (launcher subprocess or systemd); None: orchestrators are started by others.
         self.spawner: SpawnService | None = None
+        #: Keys, the allow list and the tcp:// sockets (made at start: it reads key files).
+        self.transport: Transport | None = None
 
     def stop(self) -> None:
         """Ask the server to shut down gracefully (safe from a signal handler on the loop)."""
@@ -344,10 +370,27 @@ class Server:
 
     async def _serve_sockets(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         ctx = zmq.asyncio.Context()
-        bus = ctl = None
+        # tcp:// sockets on a context of their own: its ZAP handler then sees only them.
+        tcp_ctx = zmq.asyncio.Context()
+        bus = ctl = tcp_bus = tcp_ctl = None
         try:
+            try:
+                self.transport = transport = Transport(self.config.security, self.paths.state_dir)
+            except (TransportError, OSError) as exc:
+                raise DaemonError(str(exc)) from None
             bus = _router(ctx, self.bus_endpoint)
             ctl = _router(ctx, self.ctl_endpoint)
+            transport.start(tcp_ctx)
+            sec = self.config.security
+            try:
+                if sec.tcp_bus:
+                    tcp_bus = transport.router(tcp_ctx, sec.tcp_bus)
+                if sec.tcp_ctl:
+                    tcp_ctl = transport.router(tcp_ctx, sec.tcp_ctl)
+            except TransportError as exc:
+                raise DaemonError(str(exc)) from None
+            if sec.tcp:
+                log.info("listening_tcp", bus=sec.tcp_bus, ctl=sec.tcp_ctl, curve=bool(transport.curve))
             self._events = EventPublisher(ctx, self.events_endpoint)
             log.info("listening", bus=self.bus_endpoint, ctl=self.ctl_endpoint, plan=self.plan.name)
             self._bus_raw = zmq.Socket.shadow(bus.underlying)
@@ -366,6 +409,10 @@ class Server:
                     self._start_metrics(self.config.metrics_port)
                 tg.start_soon(self._bus_loop, bus)
                 tg.start_soon(self._ctl_loop, ctl)
+                if tcp_bus is not None:
+                    tg.start_soon(self._bus_loop, tcp_bus, True)
+                if tcp_ctl is not None:
+                    tg.start_soon(self._ctl_loop, tcp_ctl, True)
                 tg.start_soon(self._schedule_loop)
                 if self.config.telemetry_interval_s is not None:
                     await self._start_telemetry(tg, self.config.telemetry_interval_s)
@@ -389,9 +436,12 @@ class Server:
                 tg.cancel_scope.cancel()
         finally:
             bound = [e for e, sock in ((self.bus_endpoint, bus), (self.ctl_endpoint, ctl)) if sock]
-            for sock in (bus, ctl):
+            for sock in (bus, ctl, tcp_bus, tcp_ctl):
                 if sock is not None:
                     sock.close(LINGER_MS)
+            if self.transport is not None:
+                self.transport.stop()
+            tcp_ctx.term()
             if self._events is not None:
                 self._events.close()
                 self._events = None
@@ -403,28 +453,63 @@ class Server:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()
 
-    async def _bus_loop(self, bus: zmq.asyncio.Socket) -> None:
+    async def _bus_loop(self, bus: zmq.asyncio.Socket, tcp: bool = False) -> None:
         raw: zmq.Socket[bytes] = zmq.Socket.shadow(bus.underlying)
         daemon = self.daemon
+        guard = daemon.guard
         while True:
             await bus.poll()  # POLLIN by default
             # Shielded: once frames are taken off the socket, they are committed and acked even if
             # shutdown arrives meanwhile (what was received is flushed, never dropped half-way).
             with anyio.CancelScope(shield=True):
-                drained = _drain(raw, BATCH_MAX)
+                drained: list[tuple[list[bytes], Peer | None]]
+                if tcp:
+                    drained = list(self._drain_tcp(raw, BATCH_MAX, ctl=False))
+                else:
+                    drained = [(frames, None) for frames in _drain(raw, BATCH_MAX)]
                 if not drained:
                     continue
+                throttled: list[Outgoing] = []
                 async with self._core_lock:
                     now = self.clock()
-                    for frames in drained:
+                    for frames, peer in drained:
+                        # A flooding peer's frames are dropped here, before any decoding.
+                        verdict = guard.admit(frames[0], peer.label if peer else "ipc")
+                        if not verdict:
+                            if verdict is None:  # the first of a dry spell is answered
+                                throttled.append(((frames[0],), daemon.throttled_reply()))
+                            continue
                         parts = _split(frames)
                         if parts is None:
-                            daemon.on_bad_envelope((frames[0],), len(frames))
+                            daemon.on_bad_envelope((frames[0],), len(frames), peer)
                             continue
-                        daemon.on_bus_frame(parts[0], parts[1], now)
+                        daemon.on_bus_frame(parts[0], parts[1], now, peer)
                     replies, effects, _ = await self._commit(daemon.take_batch())
-                self._send(raw, replies)
+                self._send(raw, throttled + replies)
                 await self._execute(effects)
+
+    def _drain_tcp(
+        self, raw: zmq.Socket[bytes], limit: int, *, ctl: bool
+    ) -> list[tuple[list[bytes], Peer]]:
+        """Frames from a tcp:// socket, each with its peer (its key's role, looked up now)."""
+        transport = self.transport
+        assert transport is not None
+        transport.allow.refresh()  # once a batch: trust and revoke apply without a restart
+        out = []
+        for frames in _drain_frames(raw, limit):
+            peer = transport.tcp_peer(frames[0].bytes, _prop(frames[-1], "User-Id"), ctl)
+            out.append(([f.bytes for f in frames], peer))
+        return out
+
+    def _drain_ctl(self, raw: zmq.Socket[bytes], limit: int) -> list[tuple[list[bytes], Peer]]:
+        """Frames from the ipc:// control socket, each with its peer: its uid's role."""
+        transport = self.transport
+        assert transport is not None
+        out = []
+        for frames in _drain_frames(raw, limit):
+            peer = transport.ipc_ctl_peer(frames[0].bytes, _prop(frames[-1], "Peer-Address"))
+            out.append(([f.bytes for f in frames], peer))
+        return out
 
     async def _commit(self, batch: Batch) -> tuple[list[Outgoing], list[engine.Effect], bool]:
         """Commit a batch (hold the core lock); return the bus frames it owes, the effects to
@@ -707,22 +792,29 @@ class Server:
                     raise
                 self.daemon.counters.unroutable += 1  # the peer disconnected meanwhile
 
-    async def _ctl_loop(self, ctl: zmq.asyncio.Socket) -> None:
+    async def _ctl_loop(self, ctl: zmq.asyncio.Socket, tcp: bool = False) -> None:
         raw: zmq.Socket[bytes] = zmq.Socket.shadow(ctl.underlying)
+        guard = self.daemon.guard
         while True:
             await ctl.poll()  # POLLIN by default
-            drained = _drain(raw, 64)
+            drained = self._drain_tcp(raw, 64, ctl=True) if tcp else self._drain_ctl(raw, 64)
             with anyio.CancelScope(shield=True):  # requests that change something commit whole
                 replies: list[Outgoing] = []
                 async with self._core_lock:
                     now = self.clock()
-                    for frames in drained:
+                    for frames, peer in drained:
+                        verdict = guard.admit(frames[0], peer.label)
+                        if not verdict:
+                            if verdict is None:  # the first of a dry spell is answered
+                                replies.append(((frames[0],), self.daemon.throttled_reply()))
+                            continue
                         parts = _split(frames)
                         if parts is None:
+                            guard.bad(peer)
                             bad = self.daemon.bad_envelope_reply(len(frames))
                             replies.append(((frames[0],), bad))
                             continue
-                        replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now)))
+                        replies.append((parts[0], self.daemon.on_ctl_frame(parts[1], now, peer)))
                     # Changes (ack, halt, gate check, ...) are on disk before anyone is answered.
                     bus_replies, effects, committed = await self._commit(self.daemon.take_batch())
                     if not committed:  # nothing they asked for happened: say so, not "ok"

@@ -64,6 +64,8 @@ ErrorCode = Literal[
     "not_found",  # pixelsctl named an id that does not exist
     "unavailable",  # the daemon cannot commit right now (storage failing); retry later
     "internal",  # a bug in the daemon; the message was not applied
+    "forbidden",  # the sender's role may not send this (docs/security.md)
+    "throttled",  # the sender is over its frame budget: its frames are dropped for a while
 ]
 
 ERROR_CODES: tuple[str, ...] = ErrorCode.__args__  # type: ignore[attr-defined]
