@@ -273,6 +273,12 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         f"SIGTERM (systemd: systemctl stop), and then SIGKILL (default {STOP_GRACE_S:g})",
     )
     parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the daemon's config file (TOML): [notifications] sinks, routes, quiet hours "
+        "(docs/configuration.md); default: none, nothing is sent",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "console", "json", "journal"),
         default="auto",
@@ -465,6 +471,16 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
         )
     except (ScheduleError, SupervisionConfigError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+    notifications = None
+    if args.config:
+        from pixels_daemon.notify.config import ConfigError, load_config, sink_secrets
+
+        try:
+            notifications = load_config(args.config).notifications
+            for name, sink in notifications.sinks.items():
+                sink_secrets(name, sink)  # a missing token stops the start, not a notification
+        except ConfigError as exc:
+            return _fail(str(exc), EXIT_USAGE)
     try:
         clock = ScaledClock.resume(StatePaths.under(state_dir).clock, args.time_scale, start)
     except (ClockError, OSError) as exc:
@@ -491,6 +507,7 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
             else state_dir / "orchestrators",
             stop_grace_s=args.stop_grace,
         ),
+        notifications=notifications,
     )
     startup_errors = (DaemonError, StoreError, PathError)
     try:

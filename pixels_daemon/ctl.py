@@ -173,6 +173,7 @@ GROUPS: dict[str, str] = {
     "decision": "Decide a pending decision: approve ID | reject ID",
     "plan": "Change the plan at runtime, or list the changes: add-dep | drop-dep | estimate | "
     "defer | changes",
+    "notify": "Try a notification sink: test SINK",
 }
 
 
@@ -502,6 +503,33 @@ def telemetry(opts: Options) -> Args:
     GPU telemetry needs NVML (the NVIDIA driver); host memory is sampled everywhere.
     """
     return {}
+
+
+@command(
+    "notifications",
+    list[dict[str, Any]],
+    fmt.render_notifications,
+    Arg("--failed", action="store_true", help="only the ones given up on"),
+)
+def notifications(opts: Options) -> Args:
+    """List the notification outbox: each notification to each sink, and how it went.
+
+    STATE pending (NEXT: when it is tried again; ERROR: why the last try failed), sent, or
+    failed (given up: the notification_failed escalation says so too). To send one again:
+    `pixelsctl notify test SINK` checks the sink; the daemon does not re-send a failed row.
+    """
+    return {"failed": opts["failed"]}
+
+
+@command(
+    "notify test",
+    dict[str, Any],
+    fmt.render_notify_test,
+    Arg("sink", metavar="SINK", help="a sink's name in the daemon's config file"),
+)
+def notify_test(opts: Options) -> Args:
+    """Send a test message to a notification sink; `pixelsctl notifications` shows how it went."""
+    return {"sink": opts["sink"]}
 
 
 # --- commands that are more than one request and one reply ----------------------------------

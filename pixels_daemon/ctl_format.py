@@ -570,6 +570,32 @@ WATCH_KIND_WIDTH = 12
 WATCH_SUBJECT_WIDTH = 11
 
 
+def render_notifications(items: list[dict[str, Any]], now: float) -> str:
+    if not items:
+        return "no notifications"
+    rows = [
+        [
+            str(n["id"]),
+            n["sink"],
+            n["kind"],
+            n["key"],
+            n["state"],
+            str(n["attempts"]),
+            ago(n["next_attempt"], now) if n["next_attempt"] is not None else "-",
+            (n["last_error"] or "-")[:60],
+        ]
+        for n in items
+    ]
+    return table(["ID", "SINK", "KIND", "KEY", "STATE", "TRIES", "NEXT", "ERROR"], rows)
+
+
+def render_notify_test(result: dict[str, Any], now: float) -> str:
+    return (
+        f"test notification {result['id']} queued for {result['sink']}; "
+        "`pixelsctl notifications` shows how it went"
+    )
+
+
 def watch_line(event: WatchEvent) -> str:
     """``HH:MM:SS  kind  subject  text`` in columns, the time local. The subject is not repeated
     where the text starts with it ("WS-04 in_progress -> complete")."""

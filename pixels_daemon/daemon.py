@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 import structlog
@@ -66,6 +66,9 @@ from protocol.messages import (
     Welcome,
 )
 from protocol.views import OrchestratorView, ProcessView
+
+if TYPE_CHECKING:
+    from pixels_daemon.notify.delivery import NotifyService
 
 log = structlog.get_logger("pixelsd")
 
@@ -141,6 +144,8 @@ class Daemon:
         #: Set by the server when it spawns orchestrators: each one's process, as the spawner sees
         #: it. None: launcher none (someone else starts them).
         self.processes: Callable[[str, Literal["spawn", "stop"] | None], ProcessView] | None = None
+        #: Set by the server when notification sinks are configured (notify/delivery.py).
+        self.notifications: NotifyService | None = None
         self.snapshot_every = snapshot_every
         self.clock = clock
         self.ownership = _ownership(plan)
@@ -661,6 +666,30 @@ class Daemon:
             return {"enabled": False, "reason": "telemetry is off (--telemetry-interval 0)"}
         return self.telemetry()
 
+    def ctl_notifications(self, args: dict[str, object], now: float) -> object:
+        """The notification outbox, oldest first (``failed``: only the given-up ones)."""
+        if self.notifications is None:
+            return []
+        return self.notifications.listing(bool(args.get("failed", False)))
+
+    def ctl_notify_test(self, args: dict[str, object], now: float) -> object:
+        """Enqueue a test message to a sink; its outbox id."""
+        from pixels_daemon.notify.delivery import UnknownSink
+
+        sink = args.get("sink")
+        if not isinstance(sink, str) or not sink:
+            raise CtlError("bad_args", "notify_test needs `sink`: a configured sink's name")
+        if self.notifications is None:
+            raise CtlError(
+                "not_found",
+                f"no sink named {sink!r}: no notification sinks are configured "
+                "(pixelsd run --config FILE with [notifications.sinks.NAME])",
+            )
+        try:
+            return self.notifications.test(sink)
+        except UnknownSink as exc:
+            raise CtlError("not_found", str(exc)) from None
+
     def ctl_poll(self, args: dict[str, object], now: float) -> object:
         """Poll every connected orchestrator now (as the 4-hourly schedule does)."""
         names = self.connected(now)
@@ -773,4 +802,6 @@ _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] =
     "poll": Daemon.ctl_poll,
     "report_now": Daemon.ctl_report_now,
     "telemetry": Daemon.ctl_telemetry,
+    "notifications": Daemon.ctl_notifications,
+    "notify_test": Daemon.ctl_notify_test,
 }

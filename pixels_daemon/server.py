@@ -19,12 +19,13 @@ import functools
 import json
 import os
 import signal
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -49,6 +50,8 @@ from pixels_daemon.daemon import (
 from pixels_daemon.events import EventFeed, EventPublisher, report_event
 from pixels_daemon.gaterunner import run_check
 from pixels_daemon.journal import log_escalation
+from pixels_daemon.notify.config import Notifications
+from pixels_daemon.notify.outbox import enqueue
 from pixels_daemon.paths import StatePaths, ipc_path
 from pixels_daemon.plan import EMBEDDED_SOURCE, Plan, PlanError, load_plan
 from pixels_daemon.sdnotify import Notifier
@@ -63,6 +66,9 @@ from pixels_daemon.telemetry.service import DEFAULT_INTERVAL_S, Sampler, Telemet
 from pixels_daemon.telemetry.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdConfig
 from pixels_daemon.telemetry.weekly import TelemetryFacts
 from protocol.messages import SOCKET_MAX_MSGSIZE
+
+if TYPE_CHECKING:
+    from pixels_daemon.notify.delivery import NotifyService
 
 log = structlog.get_logger("pixelsd")
 
@@ -124,6 +130,8 @@ class Config:
     spawn: SpawnConfig = field(default_factory=SpawnConfig)
     #: tcp:// endpoints with CURVE, and who is an operator on ctl (security/transport.py).
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    #: The config file's [notifications]; None or no sinks: nothing is sent (journald only).
+    notifications: Notifications | None = None
 
     @property
     def paths(self) -> StatePaths:
@@ -311,6 +319,8 @@ class Server:
         self.spawner: SpawnService | None = None
         #: Keys, the allow list and the tcp:// sockets (made at start: it reads key files).
         self.transport: Transport | None = None
+        #: Notifications (notify/): the outbox and its delivery loop; None when none configured.
+        self.notify: NotifyService | None = None
 
     def stop(self) -> None:
         """Ask the server to shut down gracefully (safe from a signal handler on the loop)."""
@@ -347,6 +357,7 @@ class Server:
             )
             self._store = store
             try:
+                await self._open_notifier()
                 self.notifier.status("starting: replaying the event log")
                 started = time.monotonic()
                 replayed = await anyio.to_thread.run_sync(self.daemon.replay, store)
@@ -360,7 +371,24 @@ class Server:
                 await self._serve_sockets(task_status)
                 await anyio.to_thread.run_sync(self._final_snapshot, store)
             finally:
+                if self.notify is not None:
+                    self.notify.close()
                 store.close()
+
+    async def _open_notifier(self) -> None:
+        """The notification outbox (a table in the event log's database) and the sinks, their
+        secrets read now: a missing token stops the start, not the first notification."""
+        notes = self.config.notifications
+        if notes is None or not notes.sinks:
+            return
+        from pixels_daemon.notify.delivery import NotifyService
+
+        self.notify = await anyio.to_thread.run_sync(
+            functools.partial(
+                NotifyService, notes, self.paths.db, alert=self.apply_event, clock=self._real_now
+            )
+        )
+        self.daemon.notifications = self.notify
 
     def _final_snapshot(self, store: EventStore) -> None:
         if store.last_id:
@@ -390,7 +418,9 @@ class Server:
             except TransportError as exc:
                 raise DaemonError(str(exc)) from None
             if sec.tcp:
-                log.info("listening_tcp", bus=sec.tcp_bus, ctl=sec.tcp_ctl, curve=bool(transport.curve))
+                log.info(
+                    "listening_tcp", bus=sec.tcp_bus, ctl=sec.tcp_ctl, curve=bool(transport.curve)
+                )
             self._events = EventPublisher(ctx, self.events_endpoint)
             log.info("listening", bus=self.bus_endpoint, ctl=self.ctl_endpoint, plan=self.plan.name)
             self._bus_raw = zmq.Socket.shadow(bus.underlying)
@@ -420,6 +450,8 @@ class Server:
                 tg.start_soon(self._reload_loop)
                 if self.spawner is not None:
                     await tg.start(self.spawner.run)
+                if self.notify is not None:
+                    await tg.start(self.notify.run)
                 if self.notifier.watchdog_interval_s is not None:
                     tg.start_soon(self._watchdog_loop, self.notifier.watchdog_interval_s)
                 if self.notifier.enabled:
@@ -518,9 +550,13 @@ class Server:
         daemon = self.daemon
         store = self._store
         assert store is not None
+        # Reports are rendered before the commit: a notification carries its report, and is
+        # enqueued in the batch's own transaction (notify/outbox.py says why).
+        documents = self._render_reports(batch.effects) if batch.rows else []
+        also = self._outbox_rows(batch.effects, documents)
         try:
-            if batch.rows:
-                last_id = await anyio.to_thread.run_sync(store.append, batch.rows)
+            if batch.rows or also is not None:
+                last_id = await anyio.to_thread.run_sync(store.append, batch.rows, also)
                 if daemon.snapshot_due(last_id):
                     blob = daemon.snapshot(last_id)
                     await anyio.to_thread.run_sync(
@@ -533,8 +569,25 @@ class Server:
         if batch.rows:
             # Under the core lock, before anyone is answered: `pixelsctl report --now` finds the
             # file written, and a report shows exactly the state that was committed.
-            await self._write_documents(batch.effects)
+            await self._write_documents(documents)
+        if also is not None and self.notify is not None:
+            self.notify.wake()
         return daemon.replies(batch), batch.effects, True
+
+    def _outbox_rows(
+        self, effects: list[engine.Effect], documents: list[tuple[Path, str]]
+    ) -> Callable[[sqlite3.Connection], None] | None:
+        """What the batch's effects owe the sinks, as a write for its commit (None: nothing)."""
+        notify = self.notify
+        if notify is None or not effects:
+            return None
+        msgs = notify.messages_for(
+            effects, self.daemon.state, {path.name: text for path, text in documents}
+        )
+        rows = notify.rows_for(msgs)
+        if not rows:
+            return None
+        return functools.partial(enqueue, rows=rows)
 
     async def apply_event(self, event: engine.Event) -> bool:
         """Apply a daemon-side event (a tick, a gate check's result): step, commit, then send and
@@ -723,9 +776,8 @@ class Server:
             log.info("report_catch_up", week=week)
             await self.apply_event(engine.ReportDue(week=week, reason="catch_up"))
 
-    async def _write_documents(self, effects: list[engine.Effect]) -> None:
-        """The files people read, from the state just committed: reports the effects ask for,
-        and status/meta_status.json whenever its content changed."""
+    def _render_reports(self, effects: list[engine.Effect]) -> list[tuple[Path, str]]:
+        """The reports the effects ask for, rendered from the batch's state."""
         daemon = self.daemon
         now = self.clock()
         tz = self.config.schedule.report_tz
@@ -740,6 +792,14 @@ class Server:
             elif isinstance(effect, engine.PlanCompleted):
                 text = reports.completion_report(daemon.plan, daemon.state, now, daemon.config, tz)
                 files.append((self.paths.reports / "completion_report.md", text))
+        return files
+
+    async def _write_documents(self, reports_: list[tuple[Path, str]]) -> None:
+        """The files people read, from the state just committed: the reports rendered for it,
+        and status/meta_status.json whenever its content changed."""
+        daemon = self.daemon
+        now = self.clock()
+        files = list(reports_)
         meta = reports.meta_status(daemon.plan, daemon.state, now, config=daemon.config)
         compared = {k: v for k, v in meta.items() if k != "updated_at"}
         if compared != self._meta_written:

@@ -4,6 +4,7 @@ finds them, and can hold its answer to a POST (so a test can kill the daemon whi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -61,7 +62,8 @@ class Receiver:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(OSError):  # the daemon was killed meanwhile
+                    self.wfile.write(data)
 
             def do_GET(self) -> None:
                 self._record(None)
@@ -74,17 +76,16 @@ class Receiver:
                 body = json.loads(self.rfile.read(length) or b"null")
                 self._record(body)
                 github = "/comments" in self.path or self.path.endswith("/issues")
-                if github:
-                    with receiver.lock:
-                        # Stored on arrival: GitHub has the comment once the request is in.
-                        receiver.comments.append({"id": len(receiver.comments) + 1, **body})
-                if receiver.hold:
-                    receiver.arrived.set()
-                    receiver.release.wait(30)
                 with receiver.lock:
                     status, headers = (
                         receiver.script.pop(0) if receiver.script else (201 if github else 200, {})
                     )
+                    if github and status < 300:
+                        # Stored before the answer leaves: GitHub has it even if we never hear.
+                        receiver.comments.append({"id": len(receiver.comments) + 1, **body})
+                if receiver.hold:
+                    receiver.arrived.set()
+                    receiver.release.wait(30)
                 self._answer(status, headers, {"ok": status < 300})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

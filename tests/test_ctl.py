@@ -254,6 +254,23 @@ RESULTS: dict[str, Any] = {
     "plan_changes": [PLAN_CHANGE],
     "poll": {"polled": ["foundation", "model"], "deadline_s": 60.0},
     "telemetry": {"enabled": False, "reason": "telemetry is off (--telemetry-interval 0)"},
+    "notifications": [
+        {
+            "id": 3,
+            "sink": "chat",
+            "kind": "escalation",
+            "key": "escalation:E-3:raised:1800000000.000",
+            "severity": "high",
+            "title": "[high] E-3 raised: GPU OOM",
+            "state": "pending",
+            "attempts": 2,
+            "created_at": 1_800_000_000.0,
+            "next_attempt": 1_800_000_060.0,
+            "last_error": "HTTP 500: down",
+            "sent_at": None,
+        }
+    ],
+    "notify_test": {"id": 4, "sink": "chat", "key": "test:chat:1800000000.000"},
 }
 ALL_COMMANDS = sorted(ctl.COMMANDS)
 #: A command line for each command (its own arguments included) and the request it must send.
@@ -314,6 +331,8 @@ SAMPLES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     "plan changes": (["plan", "changes"], "plan_changes", {}),
     "poll": (["poll"], "poll", {}),
     "telemetry": (["telemetry"], "telemetry", {}),
+    "notifications": (["notifications", "--failed"], "notifications", {"failed": True}),
+    "notify test": (["notify", "test", "chat"], "notify_test", {"sink": "chat"}),
 }
 #: The --json top-level shape of each command: a view's field names, or None for a plain map.
 VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
@@ -341,6 +360,8 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "plan changes": PlanChangeView,
     "poll": ctl_format.PollResult,
     "telemetry": None,
+    "notifications": None,
+    "notify test": None,
 }
 #: Commands that only read (no arguments naming an id): safe on the module's shared daemon.
 READ_ONLY = [
@@ -369,6 +390,7 @@ UNKNOWN_ID: dict[str, list[str]] = {
     "plan drop-dep": ["plan", "drop-dep", "WS-99", "WS-01"],
     "plan estimate": ["plan", "estimate", "WS-99", "1", "2"],
     "plan defer": ["plan", "defer", "WS-99"],
+    "notify test": ["notify", "test", "nobody"],
 }
 
 
@@ -729,7 +751,7 @@ def test_json_result_has_the_view_fields(
     out = json.loads(capsys.readouterr().out)
     view = VIEW_OF[command]
     if view is None:
-        assert out == RESULTS[command]
+        assert out == RESULTS[SAMPLES[command][1]]
     else:
         items = out if isinstance(out, list) else [out]
         assert items and all(set(item) == fields(view) for item in items)
@@ -907,6 +929,8 @@ FACTS: dict[str, list[str]] = {
     ],
     "poll": ["polled foundation, model (answers due within 60 s)"],
     "telemetry": ["GPU telemetry: off (telemetry is off (--telemetry-interval 0))"],
+    "notifications": ["chat", "escalation:E-3:raised:1800000000.000", "pending", "HTTP 500"],
+    "notify test": ["test notification 4 queued for chat"],
 }
 
 

@@ -735,6 +735,51 @@ def test_progress_only_report_skips_the_whole_state_passes() -> None:
     assert esc.state == "open"  # resolved by the next tick, not by the report itself
 
 
+def test_a_first_start_takes_the_fast_path_to_the_same_state_as_the_full_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ready -> in_progress (never started before), with a change of the orchestrator's own
+    status, skips the whole-state passes and leaves exactly the state and effects they would."""
+    import pixels_daemon.core.engine as engine_module
+
+    def first_start(sim: Sim) -> list[Effect]:
+        report = WorkstreamReport(status="in_progress", progress=0.1)
+        return sim.status("alpha", {"A1": report}, status="active")
+
+    fast, full = Sim(), Sim()
+    assert fast.ws("A1").status == "ready"
+    calls: list[str] = []
+    settle = engine_module._Run._settle
+
+    def counted(run: Any) -> None:
+        calls.append("settle")
+        settle(run)
+
+    monkeypatch.setattr(engine_module._Run, "_settle", counted)
+    fast_effects = first_start(fast)
+    assert calls == []  # no whole-state pass ran
+    monkeypatch.setattr(engine_module._Run, "_progress_only", lambda run, message: False)
+    full_effects = first_start(full)
+    assert calls  # the full path did run them
+    assert fast_effects == full_effects
+    assert snapshot(fast.state) == snapshot(full.state)
+    assert fast.ws("A1").status == "in_progress"
+
+
+def test_a_restart_after_a_halt_is_not_a_first_start() -> None:
+    """ready again after a resume (started before): the full passes run (overrun may be due)."""
+    sim = Sim()
+    sim.report("A1", "in_progress", 0.2)
+    assert sim.ws("A1").started_at is not None
+    report = WorkstreamReport(status="in_progress", progress=0.2)
+    message = Status(orchestrator="alpha", seq=99, id="alpha-99", workstreams={"A1": report})
+    sim.ws("A1").status = "ready"
+    from pixels_daemon.core.engine import _Run
+
+    run = _Run(sim.state, sim.plan, sim.now, sim.config)
+    assert run._progress_only(message) is False
+
+
 def test_silent_orchestrator_is_stalled_with_when_it_was_last_seen() -> None:
     """No message and no heartbeat for 24 h: the orchestrator is stalled."""
     sim = Sim()

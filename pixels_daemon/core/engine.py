@@ -624,9 +624,77 @@ def step(
 
 def effective_deps(state: State, plan: Plan, ws_id: str) -> tuple[str, ...]:
     """The workstream's dependencies now: the plan's, minus dropped, plus added at runtime."""
-    dropped = state.dropped_deps.get(ws_id, ())
-    base = tuple(d for d in plan.workstreams[ws_id].depends_on if d not in dropped)
-    return base + tuple(state.added_deps.get(ws_id, ()))
+    return _graph(state, plan).deps[ws_id]
+
+
+class _Graph:
+    """The dependency graph the state's runtime plan changes make of the plan: each workstream's
+    effective dependencies, its schedule edges (dependencies and activation waits) and a
+    topological order. Derived data only, rebuilt when the plan or a runtime change differs."""
+
+    __slots__ = ("all_deps", "deps", "order")
+
+    def __init__(self, state: State, plan: Plan) -> None:
+        self.deps: dict[str, tuple[str, ...]] = {}
+        for ws_id, w in plan.workstreams.items():
+            dropped = state.dropped_deps.get(ws_id, ())
+            base = tuple(d for d in w.depends_on if d not in dropped)
+            self.deps[ws_id] = base + tuple(state.added_deps.get(ws_id, ()))
+        activation = {o: _activation_deps(plan, o) for o in plan.orchestrators}
+        self.all_deps: dict[str, tuple[str, ...]] = {
+            ws_id: tuple(dict.fromkeys([*self.deps[ws_id], *activation[w.orchestrator]]))
+            for ws_id, w in plan.workstreams.items()
+        }
+        self.order: tuple[str, ...] = _topo_order(plan, self.all_deps)
+
+
+def _changes_key(state: State) -> tuple[object, ...]:
+    if not state.added_deps and not state.dropped_deps:
+        return ()  # the common case, asked millions of times: no tuples built
+    return (
+        tuple((k, tuple(v)) for k, v in state.added_deps.items()),
+        tuple((k, tuple(v)) for k, v in state.dropped_deps.items()),
+    )
+
+
+class _PlanCache:
+    """Derived plan data, kept for the last plan (by identity) it was built for.
+
+    graph: the dependency graph and the runtime changes it was built for. Whole-state passes ask
+    for dependencies thousands of times per event on a large plan (2,000 workstreams: millions
+    of calls per wave of reports); they change only with a plan change. ownership: who owns which
+    workstream (built per message, it was O(workstreams) per message). One entry each: a daemon
+    runs one plan. Each is replaced whole (one assignment), so a reader in a worker thread
+    (reports) sees an old or a new entry, never half of one.
+    """
+
+    graph: tuple[Plan, tuple[object, ...], _Graph] | None = None
+    ownership: tuple[Plan, ingest.Ownership] | None = None
+
+
+_CACHE = _PlanCache()
+
+
+def _ownership(plan: Plan) -> ingest.Ownership:
+    cached = _CACHE.ownership
+    if cached is not None and cached[0] is plan:
+        return cached[1]
+    ownership = ingest.Ownership(
+        owner_of={w.id: w.orchestrator for w in plan.workstreams.values()},
+        orchestrators=frozenset(plan.orchestrators),
+    )
+    _CACHE.ownership = (plan, ownership)
+    return ownership
+
+
+def _graph(state: State, plan: Plan) -> _Graph:
+    key = _changes_key(state)
+    cached = _CACHE.graph
+    if cached is not None and cached[0] is plan and cached[1] == key:
+        return cached[2]
+    graph = _Graph(state, plan)
+    _CACHE.graph = (plan, key, graph)
+    return graph
 
 
 def estimate_days(state: State, plan: Plan, ws_id: str) -> tuple[int, int]:
@@ -800,15 +868,18 @@ def _activation_deps(plan: Plan, orchestrator: str) -> list[str]:
 
 def _all_deps(state: State, plan: Plan, ws_id: str) -> list[str]:
     """Dependencies and activation waits together: the edges of the schedule graph."""
-    own = plan.workstreams[ws_id].orchestrator
-    return list(dict.fromkeys([*effective_deps(state, plan, ws_id), *_activation_deps(plan, own)]))
+    return list(_graph(state, plan).all_deps[ws_id])
 
 
 def _order(state: State, plan: Plan) -> list[str]:
     """Every workstream after all it waits for (dependencies and activation); file order first."""
+    return list(_graph(state, plan).order)
+
+
+def _topo_order(plan: Plan, all_deps: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     ids = list(plan.workstreams)
     position = {w: n for n, w in enumerate(ids)}
-    deps = {w: set(_all_deps(state, plan, w)) - {w} for w in ids}
+    deps = {w: set(all_deps[w]) - {w} for w in ids}
     waiting = {w: len(d) for w, d in deps.items()}
     children: dict[str, list[str]] = {w: [] for w in ids}
     for w, ds in deps.items():
@@ -826,7 +897,7 @@ def _order(state: State, plan: Plan) -> list[str]:
                 heapq.heappush(ready, position[c])
     seen = set(order)
     order.extend(w for w in ids if w not in seen)  # only if a cycle slipped in: stay total
-    return order
+    return tuple(order)
 
 
 def _dependents(state: State, plan: Plan, roots: Iterable[str]) -> set[str]:
@@ -976,16 +1047,20 @@ class _Run:
         return self.effects
 
     def _progress_only(self, message: Status) -> bool:
-        """A status that only moves work already in progress: no workstream or orchestrator
-        status change, no new or cleared blocker, no new decision, no changed metric, nothing
-        held, every workstream its sender's own. Such a report cannot change activation,
-        readiness, holds, gates, decisions or escalations, so the whole-state passes (settle,
-        conditions, inhibition) are skipped for it: they cost ~0.8 ms per message, and progress
-        reports are most of the traffic. Conditions that depend on time (stall, overrun, slip)
-        are re-evaluated at the next Tick (every minute) or slower event. Deterministic, so a
-        replay takes the same path and rebuilds the same state."""
+        """A status that only moves work forward within in_progress: each workstream in progress
+        already, or ready and never started (its first start); no new or cleared blocker, no new
+        decision, no changed metric, nothing held, every workstream its sender's own (the
+        orchestrator's own status may change: no rule reads it). Such a report cannot change
+        activation, readiness, holds, gates or decisions (those wait for completions, gate
+        results and operators), and raises or clears no escalation at once (a first start has
+        no stall or overrun yet), so the whole-state passes (settle, conditions, inhibition) are
+        skipped for it. Those passes are O(workstreams) per message (~0.8 ms on the DGX plan,
+        ~10 ms with 2,000 workstreams), and these reports are most of the traffic: a plan's first
+        wave of starts, then progress. Conditions that depend on time or progress (stall,
+        overrun, slip) are re-evaluated at the next Tick (every minute) or slower event.
+        Deterministic, so a replay takes the same path and rebuilds the same state."""
         orch = self.state.orchestrators[message.orchestrator]
-        if orch.holds or message.status != orch.status:
+        if orch.holds:
             return False
         if list(message.blockers) != list(orch.blockers):
             return False
@@ -999,9 +1074,9 @@ class _Run:
             if w is None or w.orchestrator != message.orchestrator:
                 return False
             ws = self.state.workstreams[ws_id]
-            if ws.status != "in_progress" or report.status != "in_progress" or ws.holds:
+            if report.status != "in_progress" or ws.holds or report.blocker != ws.blocker:
                 return False
-            if report.blocker != ws.blocker:
+            if ws.status != "in_progress" and not (ws.status == "ready" and ws.started_at is None):
                 return False
         return True
 
@@ -1037,6 +1112,8 @@ class _Run:
         """A workstream's effective holds: its own and its orchestrator's."""
         ws = self.state.workstreams[ws_id]
         orch = self.state.orchestrators[self.plan.workstreams[ws_id].orchestrator]
+        if not orch.holds:
+            return list(ws.holds)
         return list(dict.fromkeys([*ws.holds, *orch.holds]))
 
     def _status_of(self) -> dict[str, WsState]:
@@ -1426,11 +1503,7 @@ class _Run:
     def _status(self, message: Status) -> None:
         name = message.orchestrator
         self._consume(name, message.seq)
-        ownership = ingest.Ownership(
-            owner_of={w.id: w.orchestrator for w in self.plan.workstreams.values()},
-            orchestrators=frozenset(self.plan.orchestrators),
-        )
-        rejection = ingest.check_workstreams(ownership, name, list(message.workstreams))
+        rejection = ingest.check_workstreams(_ownership(self.plan), name, list(message.workstreams))
         if rejection is not None:
             self._reject(message, rejection.code, rejection.message)
             return
@@ -1509,11 +1582,9 @@ class _Run:
     def _escalation(self, message: Escalation) -> None:
         name = message.orchestrator
         self._consume(name, message.seq)
-        ownership = ingest.Ownership(
-            owner_of={w.id: w.orchestrator for w in self.plan.workstreams.values()},
-            orchestrators=frozenset(self.plan.orchestrators),
+        rejection = ingest.check_workstreams(
+            _ownership(self.plan), None, message.affected_workstreams
         )
-        rejection = ingest.check_workstreams(ownership, None, message.affected_workstreams)
         if rejection is not None:
             self._reject(message, rejection.code, rejection.message)
             return
