@@ -118,18 +118,24 @@ class FileConfig(_Strict, frozen=True):
     notifications: Notifications = msgspec.field(default_factory=Notifications)
 
 
-def _where(path: msgspec.ValidationError) -> str:
-    """msgspec's "Object contains unknown field `x` - at `$.notifications.sinks[...]`" ->
-    "[notifications.sinks.ops]: unknown key `x`"."""
-    text = str(path)
+def _where(exc: msgspec.ValidationError, table: str = "") -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.notifications.sinks...`" as
+    "[TABLE]: key `KEY`: Expected `int`, got `str`" (``table``: where ``$`` is)."""
+    text = str(exc)
+    full = table
     match = re.search(r" - at `\$(.*)`$", text)
-    location = ""
     if match:
         text = text[: match.start()]
-        location = match.group(1).replace("['", ".").replace("']", "")
-        location = re.sub(r"\[(\d+)\]", r"[\1]", location).lstrip(".")
+        inner = match.group(1).lstrip(".")
+        full = f"{table}.{inner}" if table and inner else (table or inner)
     text = text.replace("Object contains unknown field", "unknown key")
-    return f"[{location}]: {text}" if location else text
+    text = text.replace("Object missing required field", "missing key")
+    if not full:
+        return text
+    if text.startswith(("unknown key", "missing key")) or "." not in full:
+        return f"[{full}]: {text}"
+    tbl, _, key = full.rpartition(".")
+    return f"[{tbl}]: key `{key}`: {text}"
 
 
 def load_config(path: str | Path) -> FileConfig:
@@ -141,15 +147,33 @@ def load_config(path: str | Path) -> FileConfig:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    # Sinks are converted one by one: msgspec names a table's key only as "[...]", and an
+    # error must say which sink it is about.
+    notes_raw = raw.get("notifications")
+    sinks_raw = notes_raw.pop("sinks", {}) if isinstance(notes_raw, dict) else {}
     try:
         config = msgspec.convert(raw, FileConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {_where(exc)}") from None
+    if not isinstance(sinks_raw, dict):
+        raise ConfigError(f"{path}: [notifications.sinks]: expected tables, one per sink")
+    sinks: dict[str, Sink] = {}
+    for name, value in sinks_raw.items():
+        table = f"notifications.sinks.{name}"
+        if not re.match(_NAME, name):
+            raise ConfigError(
+                f"{path}: [{table}]: a sink's name is letters, digits, '_', '.' and '-'"
+            )
+        try:
+            sinks[name] = msgspec.convert(value, Sink)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{path}: {_where(exc, table)}") from None
+    notes = msgspec.structs.replace(config.notifications, sinks=sinks)
     try:
-        check(config.notifications)
+        check(notes)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return config
+    return msgspec.structs.replace(config, notifications=notes)
 
 
 def check(notes: Notifications) -> None:
@@ -174,7 +198,7 @@ def check(notes: Notifications) -> None:
             if sink_name not in notes.sinks:
                 known = ", ".join(sorted(notes.sinks)) or "none"
                 raise ConfigError(
-                    f"[notifications.routes][{i}]: sink {sink_name!r} is not configured "
+                    f"[notifications.routes[{i}]]: sink {sink_name!r} is not configured "
                     f"(configured: {known})"
                 )
     if notes.backoff_max_s < notes.backoff_initial_s:
