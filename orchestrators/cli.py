@@ -20,6 +20,7 @@ the client is imported only by the commands that deliver.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import re
@@ -147,6 +148,28 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_keys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server-key",
+        metavar="FILE",
+        help="tcp:// endpoints: the daemon's public key file (SERVER.key; docs/security.md)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        help="tcp:// endpoints: this orchestrator's secret key file (NAME.key_secret, mode 0600)",
+    )
+
+
+def _curve(opts: argparse.Namespace) -> tuple[bytes, bytes, bytes] | None:
+    from pixels_daemon.security.keys import KeyError_, client_curve
+
+    try:
+        return client_curve(opts.server_key, opts.key)
+    except KeyError_ as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 def _add_delivery(parser: argparse.ArgumentParser) -> None:
     _add_location(parser)
     parser.add_argument(
@@ -154,6 +177,7 @@ def _add_delivery(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the daemon's bus endpoint, e.g. ipc:///path/bus.sock (overrides --state-dir's)",
     )
+    _add_keys(parser)
     parser.add_argument(
         "--wait",
         metavar="SECONDS",
@@ -278,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the daemon's bus endpoint, e.g. ipc:///path/bus.sock (overrides --state-dir's)",
     )
+    _add_keys(run)
     run.add_argument(
         "-v", "--verbose", action="store_true", help="log the client's connection events too"
     )
@@ -343,12 +368,18 @@ class Delivery:
 
 
 async def deliver(
-    name: str, endpoint: str, outbox: Path, message: Durable, wait_s: float
+    name: str,
+    endpoint: str,
+    outbox: Path,
+    message: Durable,
+    wait_s: float,
+    *,
+    curve: tuple[bytes, bytes, bytes] | None = None,
 ) -> Delivery:
     """Enqueue ``message`` durably, then deliver the outbox for up to ``wait_s`` seconds."""
     from orchestrators.client import OrchestratorClient
 
-    async with OrchestratorClient(name, endpoint, outbox) as client:
+    async with OrchestratorClient(name, endpoint, outbox, curve=curve) as client:
         await client.send(message)
         if wait_s > 0:
             await client.wait_acked(wait_s)
@@ -380,7 +411,8 @@ def run_deliver(opts: argparse.Namespace) -> int:
     from orchestrators.outbox import OutboxError
 
     try:
-        result = anyio.run(deliver, opts.name, endpoint, path, message, opts.wait)
+        send = functools.partial(deliver, curve=_curve(opts))
+        result = anyio.run(send, opts.name, endpoint, path, message, opts.wait)
     except OutboxError as exc:
         raise CliError(str(exc), EXIT_ERROR) from None
     except ClientError as exc:
@@ -533,6 +565,7 @@ def run_agents(opts: argparse.Namespace) -> int:
         workdir=workdir.absolute(),
         state_dir=Path(opts.state_dir).absolute() if opts.state_dir else None,
         agents=settings,
+        curve=_curve(opts),
     )
     try:
         return anyio.run(Runner(config).run)

@@ -128,6 +128,7 @@ class OrchestratorClient:
         heartbeat_s: float | None = None,
         window: int = 1000,
         clock: Callable[[], float] = time.time,
+        curve: tuple[bytes, bytes, bytes] | None = None,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window}")
@@ -138,6 +139,8 @@ class OrchestratorClient:
         self.outbox_path = Path(outbox)
         self.window = window
         self.clock = clock
+        #: tcp:// with CURVE: (the daemon's public key, ours, our secret), Z85; None: no CURVE.
+        self.curve = curve
         self.rejected: list[Error] = []
         self.refused: Error | None = None
         self.daemon_heartbeat_s: float | None = None  # the last welcome's
@@ -347,6 +350,8 @@ class OrchestratorClient:
         sock.setsockopt(zmq.RCVHWM, self.window + HWM_SLACK)
         # Daemon frames are small; one this big is not from a daemon: drop the connection.
         sock.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAX_MSGSIZE)
+        if self.curve is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = self.curve
         # The monitor exists before connect(), so the first handshake is not missed.
         monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         try:

@@ -194,6 +194,8 @@ class RunnerConfig:
     state_dir: Path | None
     agents: AgentSettings = field(default_factory=AgentSettings)
     watch_interval_s: float = WATCH_INTERVAL_S
+    #: tcp:// with CURVE (OrchestratorClient's ``curve``); None: ipc:// or plain tcp.
+    curve: tuple[bytes, bytes, bytes] | None = None
 
 
 class Runner:
@@ -220,7 +222,9 @@ class Runner:
         """Serve until SIGTERM/SIGINT or a ``stop`` command; returns the exit status."""
         cfg = self.config
         cfg.workdir.mkdir(parents=True, exist_ok=True)
-        async with OrchestratorClient(self.name, cfg.endpoint, cfg.outbox) as client:
+        async with OrchestratorClient(
+            self.name, cfg.endpoint, cfg.outbox, curve=cfg.curve
+        ) as client:
             self._client = client
             self._reattach()
             async with anyio.create_task_group() as tg:

@@ -279,6 +279,37 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "(docs/configuration.md); default: none, nothing is sent",
     )
     parser.add_argument(
+        "--tcp-bus",
+        metavar="tcp://HOST:PORT",
+        help="also serve the bus on tcp:// with CURVE, for orchestrators on other hosts "
+        "(default: off; docs/security.md)",
+    )
+    parser.add_argument(
+        "--tcp-ctl",
+        metavar="tcp://HOST:PORT",
+        help="also serve control on tcp:// with CURVE, for pixelsctl on other hosts (default: off)",
+    )
+    parser.add_argument(
+        "--server-key",
+        metavar="FILE",
+        help="the daemon's secret key for tcp:// (default STATE_DIR/keys/server.key_secret; "
+        "pixelsctl keys generate --name server)",
+    )
+    parser.add_argument(
+        "--allow-plain-tcp",
+        action="store_true",
+        help="serve --tcp-bus/--tcp-ctl without CURVE; refused unless they are loopback addresses",
+    )
+    parser.add_argument(
+        "--operator",
+        action="append",
+        default=[],
+        metavar="USER",
+        help="a user (name or uid) who may command the daemon over its ipc:// control socket; "
+        "repeatable. The daemon's own user and root always may; other users who can reach the "
+        "socket may only query",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("auto", "console", "json", "journal"),
         default="auto",
@@ -447,6 +478,7 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
     from pixels_daemon.logconfig import configure_logging
     from pixels_daemon.paths import StatePaths
     from pixels_daemon.schedule import Schedule, ScheduleError, parse_report_at, parse_zone
+    from pixels_daemon.security.transport import SecurityConfig, resolve_users
     from pixels_daemon.server import Config, DaemonError, Server, run_server
     from pixels_daemon.spawner import SupervisionConfig, SupervisionConfigError
     from pixels_daemon.store import StoreError
@@ -469,7 +501,14 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
             flap_limit=args.flap_limit,
             flap_window_s=args.flap_window,
         )
-    except (ScheduleError, SupervisionConfigError) as exc:
+        security = SecurityConfig(
+            tcp_bus=args.tcp_bus,
+            tcp_ctl=args.tcp_ctl,
+            server_key=Path(args.server_key) if args.server_key else None,
+            allow_plain_tcp=args.allow_plain_tcp,
+            operators=resolve_users(args.operator),
+        )
+    except (ScheduleError, SupervisionConfigError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     notifications = None
     if args.config:
@@ -507,6 +546,7 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
             else state_dir / "orchestrators",
             stop_grace_s=args.stop_grace,
         ),
+        security=security,
         notifications=notifications,
     )
     startup_errors = (DaemonError, StoreError, PathError)

@@ -37,6 +37,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -174,6 +175,7 @@ GROUPS: dict[str, str] = {
     "plan": "Change the plan at runtime, or list the changes: add-dep | drop-dep | estimate | "
     "defer | changes",
     "notify": "Try a notification sink: test SINK",
+    "keys": "CURVE keys for tcp:// endpoints: generate | trust FILE --role ROLE | revoke NAME",
 }
 
 
@@ -1019,6 +1021,18 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(_DEFAULTS["timeout"]),
         help=f"how long to wait for the daemon's answer (default {DEFAULT_TIMEOUT_S})",
     )
+    group.add_argument(
+        "--server-key",
+        metavar="FILE",
+        default=default(_DEFAULTS["server_key"]),
+        help="tcp:// endpoints: the daemon's public key file (SERVER.key; docs/security.md)",
+    )
+    group.add_argument(
+        "--key",
+        metavar="FILE",
+        default=default(_DEFAULTS["key"]),
+        help="tcp:// endpoints: this client's secret key file (NAME.key_secret, mode 0600)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1051,7 +1065,11 @@ def build_parser() -> argparse.ArgumentParser:
             if group not in groups:
                 gp = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
                 _add_common(gp, suppress=True)
-                leaves = [n.split(" ")[1] for n in COMMANDS if n.startswith(f"{group} ")]
+                leaves = [
+                    n.split(" ")[1]
+                    for n in [*COMMANDS, *LOCAL_COMMANDS]
+                    if n.startswith(f"{group} ")
+                ]
                 # dest "command" as well: the leaf's default (its full name) overwrites it. The
                 # metavar names the choices in the "required" error (3.11 would say "command").
                 groups[group] = gp.add_subparsers(
@@ -1076,12 +1094,16 @@ _VALUE_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--state-dir": ("state_dir", str),
     "--endpoint": ("endpoint", str),
     "--timeout": ("timeout", _parse_seconds),
+    "--server-key": ("server_key", str),
+    "--key": ("key", str),
 }
 _DEFAULTS: Options = {
     "json": False,
     "state_dir": None,
     "endpoint": None,
     "timeout": DEFAULT_TIMEOUT_S,
+    "server_key": None,
+    "key": None,
 }
 
 
@@ -1170,7 +1192,13 @@ def _new_id() -> str:
     return f"ctl-{os.getpid()}-{os.urandom(6).hex()}"
 
 
-def call(endpoint: str, command: str, args: Args, timeout_s: float) -> Any:
+def call(
+    endpoint: str,
+    command: str,
+    args: Args,
+    timeout_s: float,
+    curve: tuple[bytes, bytes, bytes] | None = None,
+) -> Any:
     """Send ``request(command, args)`` to the daemon at ``endpoint``; return the reply's result.
 
     Raises CtlError: no daemon answering within ``timeout_s`` (exit 3), an error reply (exit 4
@@ -1185,6 +1213,8 @@ def call(endpoint: str, command: str, args: Args, timeout_s: float) -> Any:
         sock = ctx.socket(zmq.DEALER)
         # LINGER 0: a request nobody took must not keep the process alive at exit.
         sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:  # (server public, own public, own secret): security.client_curve
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
         try:
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -1235,6 +1265,91 @@ def _decode(frame: bytes) -> Reply | Error:
     return response
 
 
+def _curve(opts: Options) -> tuple[bytes, bytes, bytes] | None:
+    """--server-key and --key as CURVE client keys, or None (ipc://, or plain tcp)."""
+    from pixels_daemon.security.keys import KeyError_, client_curve
+
+    try:
+        return client_curve(opts.get("server_key"), opts.get("key"))
+    except KeyError_ as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+
+
+# --- keys: local files, no daemon -----------------------------------------------------------
+
+
+def _keys_dir(opts: Options) -> Path:
+    return Path(_state_dir(opts)) / "keys"
+
+
+@local_command(
+    "keys generate",
+    Arg(
+        "--name",
+        metavar="NAME",
+        help="the key's name: NAME.key and NAME.key_secret (default: this host's name)",
+    ),
+    Arg("--out", metavar="DIR", help="where to write them (default: STATE_DIR/keys)"),
+)
+def keys_generate(opts: Options) -> int:
+    """Make a CURVE key pair: NAME.key (public, give it to the other side) and NAME.key_secret
+    (mode 0600, never copied). The daemon's is `--name server`; never overwrites a key."""
+    import socket
+
+    from pixels_daemon.security.keys import KeyError_, generate
+
+    name = opts.get("name") or socket.gethostname().split(".")[0]
+    out = Path(opts["out"]) if opts.get("out") else _keys_dir(opts)
+    try:
+        public, secret = generate(name, out)
+    except (KeyError_, OSError) as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    sys.stdout.write(f"wrote {public} (public) and {secret} (secret, mode 0600)\n")
+    return EXIT_OK
+
+
+@local_command(
+    "keys trust",
+    Arg("file", metavar="FILE", help="the client's public key file (NAME.key)"),
+    Arg("--role", metavar="ROLE", required=True, help="operator, viewer or orchestrator:NAME"),
+    Arg("--name", metavar="NAME", help="the entry's name (default: FILE's name before .key)"),
+)
+def keys_trust(opts: Options) -> int:
+    """Let a client's key in, with a role, in STATE_DIR/keys/trusted.json (a running daemon
+    reads the change at once). Re-trusting a key or a name replaces its entry."""
+    from pixels_daemon.security.keys import KeyError_, trust
+    from pixels_daemon.security.policy import RoleError, parse_role
+
+    try:
+        entry = trust(
+            _keys_dir(opts) / "trusted.json",
+            Path(opts["file"]),
+            parse_role(opts["role"]),
+            opts.get("name"),
+        )
+    except (KeyError_, RoleError, OSError) as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    sys.stdout.write(f"trusted {entry.name} as {entry.role}\n")
+    return EXIT_OK
+
+
+@local_command(
+    "keys revoke",
+    Arg("what", metavar="NAME", help="a trusted entry's name, its public key, or its key file"),
+)
+def keys_revoke(opts: Options) -> int:
+    """Take a key off the allow list: its next frame is refused, its next handshake fails."""
+    from pixels_daemon.security.keys import KeyError_, revoke
+
+    try:
+        gone = revoke(_keys_dir(opts) / "trusted.json", opts["what"])
+    except (KeyError_, OSError) as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    for entry in gone:
+        sys.stdout.write(f"revoked {entry.name} ({entry.role})\n")
+    return EXIT_OK
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -1249,7 +1364,7 @@ def run(opts: Options) -> int:
         endpoint = ctl_endpoint(opts["state_dir"], opts["endpoint"])
     except PathError as exc:
         raise CtlError(str(exc), EXIT_USAGE) from None
-    result = cmd.convert(call(endpoint, cmd.request, args, opts["timeout"]))
+    result = cmd.convert(call(endpoint, cmd.request, args, opts["timeout"], _curve(opts)))
     if opts["json"]:
         out = sys.stdout.buffer
         out.write(msgspec.json.encode(result))

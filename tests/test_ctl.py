@@ -1343,6 +1343,9 @@ LOCAL_SAMPLES: dict[str, list[str]] = {
     "report": ["report", "--week", "2"],
     "verify-completion": ["verify-completion"],
     "archive": ["archive", "--out", "/tmp/a.tar.gz"],
+    "keys generate": ["keys", "generate", "--name", "alice", "--out", "/tmp/k"],
+    "keys trust": ["keys", "trust", "/tmp/k/alice.key", "--role", "viewer"],
+    "keys revoke": ["keys", "revoke", "alice"],
 }
 
 

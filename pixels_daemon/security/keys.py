@@ -221,3 +221,17 @@ class AllowList:
         """pyzmq's CURVE credentials-provider hook: may this key finish the handshake?"""
         self.refresh()
         return key.decode() in self._roles
+
+
+def client_curve(server_key: str | None, key: str | None) -> tuple[bytes, bytes, bytes] | None:
+    """A client's CURVE keys from its options: (server public, own public, own secret), or
+    None when neither is given. Both or neither: half a CURVE setup is a mistake to report."""
+    if not server_key and not key:
+        return None
+    if not server_key or not key:
+        raise KeyError_(
+            "CURVE needs both --server-key (the daemon's SERVER.key) and --key (this "
+            "client's NAME.key_secret)"
+        )
+    public, secret = load_secret(Path(key))
+    return load_public(Path(server_key)), public, secret

@@ -26,6 +26,10 @@ from pixels_daemon.security.policy import UNTRUSTED, VIEWER, ipc_ctl_role, peer_
 from protocol.messages import SOCKET_MAX_MSGSIZE
 
 
+#: The ZAP domain of the daemon's tcp:// sockets (the authenticator answers for it alone).
+ZAP_DOMAIN = "pixels"
+
+
 class TransportError(Exception):
     """The tcp:// configuration cannot be served; the message says what to change."""
 
@@ -101,7 +105,7 @@ class Transport:
             return
         auth = AsyncioAuthenticator(ctx)
         auth.start()
-        auth.configure_curve_callback("*", credentials_provider=self.allow)
+        auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self.allow)
         self._auth = auth
 
     def stop(self) -> None:
@@ -117,7 +121,7 @@ class Transport:
             sock.curve_server = True
             sock.curve_publickey = public
             sock.curve_secretkey = secret
-            sock.zap_domain = b"pixels"
+            sock.zap_domain = ZAP_DOMAIN.encode()
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -139,3 +143,22 @@ class Transport:
     def ipc_ctl_peer(self, identity: bytes, peer_address: str | None) -> Peer:
         uid = peer_uid(peer_address)
         return Peer(identity, f"uid:{uid}", ipc_ctl_role(uid, frozenset(self.operators)))
+
+
+def resolve_users(users: list[str]) -> frozenset[int]:
+    """--operator values (user names or uids) as uids; ValueError names one that does not
+    exist. Resolved once at start: a user added later needs a restart."""
+    import pwd
+
+    uids = set()
+    for user in users:
+        if user.isdigit():
+            uids.add(int(user))
+            continue
+        try:
+            uids.add(pwd.getpwnam(user).pw_uid)
+        except KeyError:
+            raise ValueError(
+                f"--operator {user}: no such user (give a user name or a uid)"
+            ) from None
+    return frozenset(uids)
