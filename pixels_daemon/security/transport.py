@@ -25,7 +25,6 @@ from pixels_daemon.security.keys import AllowList, KeyError_, load_secret
 from pixels_daemon.security.policy import UNTRUSTED, VIEWER, ipc_ctl_role, peer_uid
 from protocol.messages import SOCKET_MAX_MSGSIZE
 
-
 #: The ZAP domain of the daemon's tcp:// sockets (the authenticator answers for it alone).
 ZAP_DOMAIN = "pixels"
 
