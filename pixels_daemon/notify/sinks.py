@@ -194,10 +194,7 @@ class EmailDeliver:
         msg.set_content(row.body)
         if row.attachment is not None:
             msg.add_attachment(
-                row.attachment.encode(),
-                maintype="text",
-                subtype="markdown",
-                filename=row.attachment_name or "report.md",
+                row.attachment, subtype="markdown", filename=row.attachment_name or "report.md"
             )
         return msg
 

@@ -1,0 +1,199 @@
+"""Delivery against real local servers: the weekly report mailed through a real pixelsd to an
+aiosmtpd server, with the report attached; in process (the notifier on a real outbox, a clock
+injected): giving up after the configured time escalates, quiet hours hold a notification."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from aiosmtpd.controller import Controller
+
+from pixels_daemon.core import engine
+from pixels_daemon.notify.config import Notifications
+from pixels_daemon.notify.delivery import NotifyService
+from pixels_daemon.notify.outbox import Message
+from tests.notify_receiver import Receiver
+from tests.support import DaemonProcess, ctl
+
+
+class Inbox:
+    """aiosmtpd handler: keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    # A free port picked first: Controller checks its server by connecting to the port given.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def test_the_weekly_report_is_mailed_with_the_report_attached(
+    state_dir: Path, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    config = state_dir / "pixelsd.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "[notifications.sinks.team]",
+                'type = "email"',
+                'host = "127.0.0.1"',
+                f"port = {port}",
+                'security = "none"',
+                'from_addr = "pixelsd@example.com"',
+                'to = ["team@example.com"]',
+                "[[notifications.routes]]",
+                'kinds = ["weekly_report"]',
+                'sinks = ["team"]',
+            ]
+        )
+        + "\n"
+    )
+    daemon = DaemonProcess(state_dir, "--config", str(config)).start()
+    try:
+        report = ctl(state_dir, "report_now")
+        rows: list[dict[str, Any]] = []
+
+        def sent() -> bool:
+            rows[:] = ctl(state_dir, "notifications")
+            return [r["state"] for r in rows] == ["sent"]
+
+        Receiver().wait_for(sent)
+    finally:
+        daemon.close()
+    (msg,) = inbox.messages
+    assert msg["Subject"] == f"Weekly report, week {report['week']}"
+    assert msg["X-Pixels-Key"] == rows[0]["key"]
+    (attachment,) = list(msg.iter_attachments())
+    assert attachment.get_filename() == Path(report["path"]).name
+    text = (state_dir / report["path"]).read_text()
+    # Text travels with CRLF line ends in mail.
+    assert attachment.get_content().replace("\r\n", "\n").rstrip() == text.rstrip()
+    assert attachment.get_content_type() == "text/markdown"
+
+
+# --- in process: the notifier on a real outbox and a real receiver, its clock injected ---------
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def service(
+    state_dir: Path, receiver: Receiver, clock: Clock, alerts: list[engine.Event], **extra: Any
+) -> NotifyService:
+    notes = msgspec.convert(
+        {
+            "sinks": {"chat": {"type": "webhook", "url": f"{receiver.url}/hook"}},
+            "routes": [{"sinks": ["chat"]}],
+            "backoff_initial_s": 0.01,
+            "backoff_max_s": 0.02,
+            **extra,
+        },
+        Notifications,
+    )
+
+    async def alert(event: engine.Event) -> bool:
+        alerts.append(event)
+        return True
+
+    return NotifyService(notes, state_dir / "pixels.db", alert=alert, clock=clock)
+
+
+MSG = Message(
+    key="gate:gate-1:run:1", kind="gate", severity="high", title="Gate gate-1 FAILED", body="x"
+)
+
+
+async def wait_until(predicate: Any) -> None:
+    with anyio.fail_after(10):
+        while not predicate():
+            await anyio.sleep(0.01)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+async def test_past_the_give_up_time_it_fails_and_escalates(
+    state_dir: Path, receiver: Receiver
+) -> None:
+    receiver.script = [(500, {})] * 1000  # an outage that outlasts the give-up time
+    clock = Clock(1_800_000_000.0)
+    alerts: list[engine.Event] = []
+    svc = service(state_dir, receiver, clock, alerts, give_up_after_s=600)
+    svc.outbox.add(svc.rows_for([MSG]))
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run)
+
+        def retried_or_gave_up() -> bool:
+            clock.now += 1  # each backoff (0.01-0.02 s) is over
+            svc.wake()
+            return len(receiver.posts()) >= 3
+
+        await wait_until(retried_or_gave_up)
+        assert svc.listing(failed=True) == []
+        clock.now += 600  # the outage has lasted the give-up time
+        svc.wake()
+        await wait_until(lambda: alerts)
+        tg.cancel_scope.cancel()
+    (row,) = svc.listing(failed=True)
+    assert row["last_error"].startswith("HTTP 500")
+    assert alerts == [engine.NotificationFailed(sink="chat", key=MSG.key, error=row["last_error"])]
+    svc.close()
+
+
+async def test_quiet_hours_hold_a_notification_until_they_end(
+    state_dir: Path, receiver: Receiver
+) -> None:
+    # 2026-03-04 03:00 UTC, inside 22:00-07:00 UTC.
+    clock = Clock(1_772_593_200.0)
+    quiet = {"start": "22:00", "end": "07:00", "timezone": "UTC"}
+    svc = service(state_dir, receiver, clock, [], quiet_hours=quiet)
+    svc.outbox.add(svc.rows_for([MSG]))
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run)
+        (row,) = svc.listing(failed=False)
+        assert row["next_attempt"] == clock.now + 4 * 3600  # 07:00
+        await anyio.wait_all_tasks_blocked()
+        assert receiver.posts() == []
+        clock.now += 4 * 3600
+        svc.wake()
+        await wait_until(lambda: receiver.posts())
+        tg.cancel_scope.cancel()
+    svc.close()
