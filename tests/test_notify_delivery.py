@@ -194,6 +194,6 @@ async def test_quiet_hours_hold_a_notification_until_they_end(
         assert receiver.posts() == []
         clock.now += 4 * 3600
         svc.wake()
-        await wait_until(lambda: receiver.posts())
+        await wait_until(receiver.posts)
         tg.cancel_scope.cancel()
     svc.close()
