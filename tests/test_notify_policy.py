@@ -118,6 +118,12 @@ def test_a_retry_after_is_honoured_over_the_backoff() -> None:
     assert nxt.next_attempt == 105
 
 
+def test_a_retry_after_of_zero_still_waits_a_moment() -> None:
+    n = notes(backoff_initial_s=30)
+    nxt = after_attempt(Outcome("retry", "429", 0.0), 1, created_at=0, now=100, notes=n)
+    assert nxt.next_attempt == 101
+
+
 def test_without_retry_after_the_backoff_sets_the_next_attempt() -> None:
     n = notes(backoff_initial_s=30, backoff_max_s=300)
     nxt = after_attempt(Outcome("retry", "500"), 2, created_at=0, now=100, notes=n, rand=lambda: 1)

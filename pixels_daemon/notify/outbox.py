@@ -12,13 +12,17 @@ busy_timeout rides out the writer's commits). Blocking calls: run them in a work
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pixels_daemon.store import BUSY_TIMEOUT_MS, StoreError
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -130,12 +134,24 @@ def enqueue(conn: sqlite3.Connection, rows: Sequence[Queued]) -> None:
     )
 
 
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def wrapper(self: Outbox, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Outbox:
     """The delivery side's connection to the outbox table."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # The delivery loop's worker threads and pixelsctl's requests (on the event loop) share
+        # the connection: one statement at a time.
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path) -> Outbox:
@@ -152,6 +168,7 @@ class Outbox:
             raise StoreError(f"{path}: cannot open the notification outbox: {exc}") from exc
         return cls(conn, path)
 
+    @_locked
     def close(self) -> None:
         self._conn.close()
 
@@ -161,6 +178,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the notification outbox {self.path}: {exc}") from exc
 
+    @_locked
     def add(self, rows: Sequence[Queued]) -> list[int]:
         """Enqueue outside a batch (`pixelsctl notify test`); the rows' ids."""
         try:
@@ -179,6 +197,7 @@ class Outbox:
             ids.append(int(found[0]))
         return ids
 
+    @_locked
     def due(self, now: float, limit: int = 100) -> list[Row]:
         """Pending rows whose time has come, oldest first."""
         cur = self._conn.execute(
@@ -188,6 +207,7 @@ class Outbox:
         )
         return [Row(*r) for r in cur.fetchall()]
 
+    @_locked
     def next_due(self) -> float | None:
         """When the next pending row is due; None when none is pending."""
         row = self._conn.execute(
@@ -195,11 +215,13 @@ class Outbox:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    @_locked
     def begin_attempt(self, row_id: int) -> None:
         """Count the attempt before it is made: after a crash, ``attempts > 0`` on a pending row
         says a receiver may have it already (the GitHub sink then looks before it posts)."""
         self._write("UPDATE notifications SET attempts = attempts + 1 WHERE id = ?", (row_id,))
 
+    @_locked
     def mark_sent(self, row_id: int, now: float) -> None:
         self._write(
             "UPDATE notifications SET state = 'sent', sent_at = ?, next_attempt = NULL, "
@@ -207,12 +229,14 @@ class Outbox:
             (now, row_id),
         )
 
+    @_locked
     def mark_retry(self, row_id: int, next_attempt: float, error: str) -> None:
         self._write(
             "UPDATE notifications SET next_attempt = ?, last_error = ? WHERE id = ?",
             (next_attempt, error, row_id),
         )
 
+    @_locked
     def mark_failed(self, row_id: int, error: str) -> None:
         self._write(
             "UPDATE notifications SET state = 'failed', next_attempt = NULL, last_error = ? "
@@ -220,6 +244,7 @@ class Outbox:
             (error, row_id),
         )
 
+    @_locked
     def rows(self, *, failed: bool = False, limit: int = 200) -> list[Row]:
         """The newest ``limit`` rows (only the failed ones with ``failed``), oldest first."""
         where = "WHERE state = 'failed'" if failed else ""

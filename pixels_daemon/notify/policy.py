@@ -73,6 +73,9 @@ def retry_after_s(value: str | None, now: float) -> float | None:
 
 Verdict = Literal["sent", "retry", "failed"]
 
+#: The shortest wait a Retry-After can ask for (when the backoff is not shorter still).
+MIN_RETRY_S = 1.0
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -119,6 +122,9 @@ def after_attempt(
     wait = outcome.wait_s
     if wait is None:
         wait = backoff_s(attempts, notes.backoff_initial_s, notes.backoff_max_s, rand)
+    else:
+        # Not before the receiver said; and a "Retry-After: 0" must not make a hot loop.
+        wait = max(wait, min(notes.backoff_initial_s, MIN_RETRY_S))
     deadline = created_at + notes.give_up_after_s
     if now >= deadline:
         return Next("failed", None)
