@@ -8,11 +8,14 @@ each command as whole processes, interleaved (ABBA order) so that both share the
 
 - pixelsctl: ``pixelsctl --state-dir DIR status`` through the installed console script next to
   sys.executable, output discarded (formatting the tables is part of what is measured);
-- floor: ``python -c "import zmq, msgspec"``, the least any Python zmq+msgspec client pays.
+- floor: ``python -c "import zmq, msgspec"``, the least any Python zmq+msgspec client pays;
+- circusctl (when circus is installed: ``pip install circus``, not a dependency of pixels):
+  ``circusctl --endpoint ipc://... status`` against a running circusd with one watcher, the
+  closest peer (a Python ZeroMQ control client for a process supervisor).
 
-Target: the ratio of medians <= 1.3. Prints a table, then ONE JSON line. Stops the daemon it
-started. ``--smoke`` (3 runs) is for CI: it checks the bench works, not the ratio (exit 0 either
-way; a failing pixelsctl run exits 1).
+Targets: pixelsctl/floor medians <= 1.3; pixelsctl/circusctl medians <= 0.5. Prints a table,
+then ONE JSON line. Stops the daemon (and circusd) it started. ``--smoke`` (3 runs) is for CI:
+it checks the bench works, not the ratio (exit 0 either way; a failing pixelsctl run exits 1).
 
 Bytecode: the floor's modules (site-packages) are compiled to .pyc at install time, and so is an
 installed pixels; a checkout run with PYTHONDONTWRITEBYTECODE=1 recompiles pixels' modules on every
@@ -121,7 +124,47 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"median": statistics.median(samples), "p90": p90, "min": min(samples)}
 
 
-def measure(state_dir: Path, runs: int, env: dict[str, str]) -> dict[str, list[float]]:
+TARGET_VS_CIRCUS = 0.5
+CIRCUS_INI = """[circus]
+endpoint = {endpoint}
+pubsub_endpoint = {pubsub}
+statsd = False
+
+[watcher:sleeper]
+cmd = sleep 3600
+numprocesses = 1
+"""
+
+
+def start_circusd(tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    """A circusd with one watcher on ipc sockets under ``tmp``; None if circus is not installed."""
+    circusd = Path(sys.executable).with_name("circusd")
+    circusctl = Path(sys.executable).with_name("circusctl")
+    if not circusd.exists() or not circusctl.exists():
+        return None
+    endpoint = f"ipc://{tmp}/circus-ctl.sock"
+    ini = tmp / "circus.ini"
+    ini.write_text(CIRCUS_INI.format(endpoint=endpoint, pubsub=f"ipc://{tmp}/circus-pub.sock"))
+    log = (tmp / "circusd.log").open("ab")
+    proc = subprocess.Popen([str(circusd), str(ini)], stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            [str(circusctl), "--endpoint", endpoint, "--timeout", "1", "status"],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode == 0 and b"sleeper" in done.stdout:
+            return proc, endpoint
+        time.sleep(0.1)  # circusd binds after it starts its watcher
+    stop_daemon(proc)
+    raise SystemExit("ctl_latency: circusd did not answer within the start-up timeout")
+
+
+def measure(
+    state_dir: Path, runs: int, env: dict[str, str], circus_endpoint: str | None = None
+) -> dict[str, list[float]]:
     """N interleaved runs of each command (ABBA order), after one untimed warm-up each."""
     commands = {
         "pixelsctl": [
@@ -132,6 +175,9 @@ def measure(state_dir: Path, runs: int, env: dict[str, str]) -> dict[str, list[f
         ],
         "floor": [sys.executable, "-c", FLOOR_CODE],
     }
+    if circus_endpoint is not None:
+        circusctl = str(Path(sys.executable).with_name("circusctl"))
+        commands["circusctl"] = [circusctl, "--endpoint", circus_endpoint, "status"]
     for cmd in commands.values():
         timed(cmd, env)  # warm-up: fills the bytecode cache and the OS page cache
     samples: dict[str, list[float]] = {name: [] for name in commands}
@@ -166,15 +212,22 @@ def main() -> int:
     state_dir = Path(opts.state_dir or tempfile.mkdtemp(prefix="px-bench-", dir="/tmp"))
     pycache = None if opts.no_bytecode_cache else Path(tempfile.mkdtemp(prefix="px-pyc-"))
     daemon = None
+    circus = None
+    circus_dir = Path(tempfile.mkdtemp(prefix="px-circus-", dir="/tmp"))
     try:
         if ping(state_dir) is None:
             state_dir.mkdir(parents=True, exist_ok=True)
             daemon = start_daemon(state_dir)
         info = ping(state_dir) or {}
-        samples = measure(state_dir, runs, child_env(pycache))
+        circus = start_circusd(circus_dir)
+        circus_endpoint = circus[1] if circus is not None else None
+        samples = measure(state_dir, runs, child_env(pycache), circus_endpoint)
     finally:
         if daemon is not None:
             stop_daemon(daemon)
+        if circus is not None:
+            stop_daemon(circus[0])
+        shutil.rmtree(circus_dir, ignore_errors=True)
         if made_dir:
             shutil.rmtree(state_dir, ignore_errors=True)
         if pycache is not None:
@@ -184,13 +237,23 @@ def main() -> int:
     ctl, floor = stats["pixelsctl"], stats["floor"]
     ratio = ctl["median"] / floor["median"]
     print(f"{'command':<34} {'median':>9} {'p90':>9} {'min':>9}")
-    labels = {"pixelsctl": "pixelsctl --state-dir DIR status", "floor": f'python -c "{FLOOR_CODE}"'}
+    labels = {
+        "pixelsctl": "pixelsctl --state-dir DIR status",
+        "floor": f'python -c "{FLOOR_CODE}"',
+        "circusctl": "circusctl --endpoint E status",
+    }
     for name, s in stats.items():
         print(
             f"{labels[name]:<34} {s['median'] * 1e3:7.1f}ms {s['p90'] * 1e3:7.1f}ms "
             f"{s['min'] * 1e3:7.1f}ms"
         )
     print(f"ratio of medians {ratio:.3f} (target <= {TARGET_RATIO}), runs {runs}")
+    vs_circus = None
+    if "circusctl" in stats:
+        vs_circus = ctl["median"] / stats["circusctl"]["median"]
+        print(f"pixelsctl/circusctl medians {vs_circus:.3f} (target <= {TARGET_VS_CIRCUS})")
+    else:
+        print("circusctl: not installed (pip install circus), not compared")
     print(
         json.dumps(
             {
@@ -206,6 +269,11 @@ def main() -> int:
                 "floor_p90_s": round(floor["p90"], 5),
                 "floor_min_s": round(floor["min"], 5),
                 "ratio_of_mins": round(ctl["min"] / floor["min"], 4),
+                "circusctl_median_s": round(stats["circusctl"]["median"], 5)
+                if "circusctl" in stats
+                else None,
+                "ratio_vs_circusctl": round(vs_circus, 4) if vs_circus is not None else None,
+                "target_vs_circusctl": TARGET_VS_CIRCUS,
                 "bytecode_cache": pycache is not None,
                 "daemon": "started" if daemon is not None else "reused",
                 "daemon_version": info.get("daemon"),
