@@ -10,6 +10,7 @@ retry after a backoff (or the receiver's Retry-After), else failed, which become
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,9 @@ from pixels_daemon.notify.config import Notifications, sink_secrets
 from pixels_daemon.notify.outbox import Message, Outbox, Queued, Row, queued
 
 log = structlog.get_logger("pixelsd.notify")
+
+# httpx logs each request's URL at INFO, and a Slack webhook's URL is its secret.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 #: With nothing due, the loop still looks once a minute: a row added by another process (or a
 #: clock that jumped) is picked up without a wake-up.

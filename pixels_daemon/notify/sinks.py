@@ -191,7 +191,11 @@ class EmailDeliver:
         digest = hashlib.sha256(row.key.encode()).hexdigest()[:32]
         msg["Message-ID"] = f"<{digest}@pixelsd>"
         msg["X-Pixels-Key"] = row.key
-        msg.set_content(row.body)
+        if row.attachment is not None:
+            # A report is read in the attachment (Markdown): the text says what it is.
+            msg.set_content(f"{row.title}\n\nThe report is attached ({row.attachment_name}).\n")
+        else:
+            msg.set_content(row.body)
         if row.attachment is not None:
             msg.add_attachment(
                 row.attachment, subtype="markdown", filename=row.attachment_name or "report.md"
