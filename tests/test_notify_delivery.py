@@ -112,10 +112,11 @@ class Clock:
 def service(
     state_dir: Path, receiver: Receiver, clock: Clock, alerts: list[engine.Event], **extra: Any
 ) -> NotifyService:
+    sinks = extra.pop("sinks", {"chat": {"type": "webhook", "url": f"{receiver.url}/hook"}})
     notes = msgspec.convert(
         {
-            "sinks": {"chat": {"type": "webhook", "url": f"{receiver.url}/hook"}},
-            "routes": [{"sinks": ["chat"]}],
+            "sinks": sinks,
+            "routes": [{"sinks": list(sinks)}],
             "backoff_initial_s": 0.01,
             "backoff_max_s": 0.02,
             **extra,
@@ -197,3 +198,63 @@ async def test_quiet_hours_hold_a_notification_until_they_end(
         await wait_until(receiver.posts)
         tg.cancel_scope.cancel()
     svc.close()
+
+
+async def deliver_one(svc: NotifyService, receiver: Receiver, msg: Message) -> None:
+    svc.outbox.add(svc.rows_for([msg]))
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run)
+        await wait_until(lambda: [r["state"] for r in svc.listing(failed=False)] == ["sent"])
+        tg.cancel_scope.cancel()
+    svc.close()
+
+
+async def test_a_webhook_gets_slacks_text_and_blocks(state_dir: Path, receiver: Receiver) -> None:
+    svc = service(state_dir, receiver, Clock(1_800_000_000.0), [])
+    msg = Message(
+        key="gate:gate-1:run:1",
+        kind="gate",
+        severity="high",
+        title="Gate gate-1 FAILED",
+        body="Gate **gate-1** FAILED (evaluation 1).",
+    )
+    await deliver_one(svc, receiver, msg)
+    (post,) = receiver.posts()
+    assert post.body["blocks"] == [
+        {"type": "header", "text": {"type": "plain_text", "text": "Gate gate-1 FAILED"}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "Gate *gate-1* FAILED (evaluation 1)."},
+        },
+    ]
+    assert post.body["text"].startswith("Gate gate-1 FAILED\n")
+    assert post.headers["Idempotency-Key"] == "gate:gate-1:run:1"
+
+
+async def test_a_critical_escalation_opens_a_github_issue(
+    state_dir: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PX_TEST_TOKEN", "t0ken")
+    github = {
+        "type": "github",
+        "repo": "acme/pixels",
+        "issue": 9,
+        "api_url": f"{receiver.url}/api/v3",
+        "token_env": "PX_TEST_TOKEN",
+        "critical_issues": True,
+    }
+    svc = service(state_dir, receiver, Clock(1_800_000_000.0), [], sinks={"gh": github})
+    msg = Message(
+        key="escalation:E-7:raised:1800000000.000",
+        kind="escalation",
+        severity="critical",
+        reason="raised",
+        title="[critical] E-7 raised: GPU lost",
+        body="**GPU lost**",
+    )
+    await deliver_one(svc, receiver, msg)
+    (post,) = receiver.posts()
+    assert post.path == "/api/v3/repos/acme/pixels/issues"
+    assert post.body["title"] == "[critical] E-7 raised: GPU lost"
+    assert post.body["body"].endswith("<!-- pixels:escalation:E-7:raised:1800000000.000 -->")
+    assert post.headers["Authorization"] == "Bearer t0ken"
