@@ -141,3 +141,23 @@ def test_pixelsd_refuses_a_bad_config_at_start_with_exit_2(state_dir: Path) -> N
     assert proc.returncode == 2
     assert "unknown key `min_sevrity`" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_example_in_configuration_md_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/configuration.md's config example is a valid file (with its secrets present)."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    section = doc.split("## Daemon config file (`--config`)", 1)[1]
+    example = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert example is not None
+    notes = load_config(write(tmp_path, example.group(1))).notifications
+    assert {type(s).__name__ for s in notes.sinks.values()} == {
+        "WebhookSink",
+        "GitHubSink",
+        "EmailSink",
+    }
+    monkeypatch.setenv("PIXELS_GITHUB_TOKEN", "x")
+    assert sink_secrets("github", notes.sinks["github"]) == {"token": "x"}
