@@ -6,7 +6,9 @@
 # million events). docs/performance.md has the figures and the machines they came from.
 set -euo pipefail
 out=${1:?usage: bench/run_all.sh OUT_DIR [PYTHON]}
-py=$(realpath "${2:-.venv/bin/python}")
+py=${2:-.venv/bin/python}
+# Absolute, but not resolved: a venv's python is a symlink, and resolving it would leave the venv.
+py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"
 mkdir -p "$out"
 out=$(realpath "$out")
 cd "$(dirname "$0")"
