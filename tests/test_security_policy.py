@@ -149,3 +149,12 @@ def test_limiter_ignores_a_clock_going_backwards() -> None:
     lim = PeerLimiter(rate=10.0, burst=1.0)
     assert lim.admit(b"p", 10.0) is True
     assert lim.admit(b"p", 5.0) is None
+
+
+def test_protocol_doc_lists_the_viewer_queries() -> None:
+    """docs/protocol.md, section 6, names every command a viewer may send."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    sentence = doc.split("they are the ones a viewer may send:")[1].split("(")[0]
+    assert {w.strip("` ,\n") for w in sentence.split(",")} == QUERIES
