@@ -158,3 +158,23 @@ def test_protocol_doc_lists_the_viewer_queries() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     sentence = doc.split("they are the ones a viewer may send:")[1].split("(")[0]
     assert {w.strip("` ,\n") for w in sentence.split(",")} == QUERIES
+
+
+def test_denials_are_logged_as_rate_limited_security_events() -> None:
+    from structlog.testing import capture_logs
+
+    from pixels_daemon.security.guard import Guard, Peer
+
+    now = [0.0]
+    guard = Guard(clock=lambda: now[0])
+    peer = Peer(b"p", "uid:1000", VIEWER)
+    with capture_logs() as logs:
+        for _ in range(5):
+            assert guard.check_ctl(peer, "halt") is not None
+        now[0] = 11.0  # past the 10 s interval
+        guard.check_ctl(peer, "halt")
+    events = [e for e in logs if e["event"] == "security_denied"]
+    assert len(events) == 2
+    assert events[0]["peer"] == "uid:1000" and events[0]["command"] == "halt"
+    assert events[1]["suppressed"] == 4
+    assert guard.view()["denied"] == 6

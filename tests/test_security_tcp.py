@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import stat
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from protocol.messages import (
     Welcome,
     WorkstreamReport,
 )
+from tests.support import BIN
 
 CLOCK = 1_800_000_000.0
 
@@ -277,3 +279,26 @@ async def test_pixelsctl_speaks_curve_with_its_key_files(
     ]
     assert await anyio.to_thread.run_sync(pixelsctl.main, argv) == 0
     assert "is answering" in capsys.readouterr().out
+
+
+def _pixelsd(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "pixelsd"), "run", "--state-dir", str(state_dir), "--launcher", "none", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_pixelsd_without_a_server_key_says_how_to_make_one(state_dir: Path) -> None:
+    result = _pixelsd(state_dir, "--tcp-bus", f"tcp://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "pixelsctl keys generate --name server" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pixelsd_refuses_an_unknown_operator(state_dir: Path) -> None:
+    result = _pixelsd(state_dir, "--operator", "no-such-user-px")
+    assert result.returncode == 2
+    assert "--operator no-such-user-px: no such user" in result.stderr
