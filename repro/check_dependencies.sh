@@ -43,6 +43,7 @@ REQUIREMENTS = [
     "nvidia-ml-py>=13.580",
     "apscheduler>=3.11,<4",
     "prometheus-client>=0.26",
+    "httpx>=0.27",
 ]
 
 
