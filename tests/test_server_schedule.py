@@ -20,7 +20,7 @@ import anyio
 import pytest
 
 from orchestrators.client import OrchestratorClient
-from protocol.messages import Poll, PollReply
+from protocol.messages import Poll, PollReply, Status, WorkstreamReport
 from tests.support import DaemonProcess, ctl
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -167,3 +167,30 @@ def test_a_report_missed_while_down_is_written_once_on_restart(
     proc = daemon("--time-scale", "60")
     # start() waited for the daemon to answer, and the catch-up is decided before it serves.
     assert proc.log().count('"report_catch_up"') == 1
+
+
+def test_the_last_of_a_burst_of_reports_reaches_meta_status_json(
+    state_dir: Path, daemon: Callable[..., DaemonProcess]
+) -> None:
+    """meta_status.json is rebuilt at most once a second under a stream of batches; the burst's
+    last state still lands (a flush follows the skipped batches)."""
+    daemon()
+    meta = state_dir / "status" / "meta_status.json"
+
+    async def run() -> None:
+        async with OrchestratorClient(
+            "foundation", f"ipc://{state_dir}/run/bus.sock", state_dir / "outbox.db"
+        ) as client:
+            for n in range(1, 21):
+                blocker = "waiting on the disk array" if n == 20 else None
+                report = WorkstreamReport(status="in_progress", progress=n / 40, blocker=blocker)
+                await client.send(Status(orchestrator="foundation", workstreams={"WS-01": report}))
+                await client.wait_acked(5)  # one batch each: a burst of small batches
+
+    anyio.run(run)
+
+    def blocker_shown() -> bool:
+        blockers = json.loads(meta.read_text())["blockers"] if meta.exists() else []
+        return [b["text"] for b in blockers] == ["waiting on the disk array"]
+
+    wait_for(blocker_shown, 10, "the last report's blocker in meta_status.json")
