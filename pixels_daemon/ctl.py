@@ -174,7 +174,7 @@ GROUPS: dict[str, str] = {
     "decision": "Decide a pending decision: approve ID | reject ID",
     "plan": "Change the plan at runtime, or list the changes: add-dep | drop-dep | estimate | "
     "defer | changes",
-    "notify": "Try a notification sink: test SINK",
+    "notify": "Try a notification sink, or send one again: test SINK | retry ID",
     "keys": "CURVE keys for tcp:// endpoints: generate | trust FILE --role ROLE | revoke NAME",
 }
 
@@ -517,8 +517,8 @@ def notifications(opts: Options) -> Args:
     """List the notification outbox: each notification to each sink, and how it went.
 
     STATE pending (NEXT: when it is tried again; ERROR: why the last try failed), sent, or
-    failed (given up: the notification_failed escalation says so too). To send one again:
-    `pixelsctl notify test SINK` checks the sink; the daemon does not re-send a failed row.
+    failed (given up: the notification_failed escalation says so too). Once the cause is fixed
+    (`pixelsctl notify test SINK` checks a sink), `pixelsctl notify retry ID` sends it again.
     """
     return {"failed": opts["failed"]}
 
@@ -532,6 +532,21 @@ def notifications(opts: Options) -> Args:
 def notify_test(opts: Options) -> Args:
     """Send a test message to a notification sink; `pixelsctl notifications` shows how it went."""
     return {"sink": opts["sink"]}
+
+
+@command(
+    "notify retry",
+    dict[str, Any],
+    fmt.render_notify_retry,
+    Arg("id", metavar="ID", type=int, help="the notification's id in `pixelsctl notifications`"),
+)
+def notify_retry(opts: Options) -> Args:
+    """Send a failed notification again now (one still waiting: now, not after its backoff).
+
+    Its give-up time starts over. A sent one is left as it is. GitHub comments are not doubled:
+    the sink looks for the notification's key before it posts again.
+    """
+    return {"id": opts["id"]}
 
 
 # --- commands that are more than one request and one reply ----------------------------------

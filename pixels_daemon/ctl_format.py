@@ -589,6 +589,12 @@ def render_notifications(items: list[dict[str, Any]], now: float) -> str:
     return table(["ID", "SINK", "KIND", "KEY", "STATE", "TRIES", "NEXT", "ERROR"], rows)
 
 
+def render_notify_retry(n: dict[str, Any], now: float) -> str:
+    if n["state"] == "sent":
+        return f"notification {n['id']} to {n['sink']} was sent {ago(n['sent_at'], now)}"
+    return f"notification {n['id']} to {n['sink']} will be sent again now ({n['key']})"
+
+
 def render_notify_test(result: dict[str, Any], now: float) -> str:
     return (
         f"test notification {result['id']} queued for {result['sink']}; "

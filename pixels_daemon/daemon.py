@@ -690,6 +690,16 @@ class Daemon:
         except UnknownSink as exc:
             raise CtlError("not_found", str(exc)) from None
 
+    def ctl_notify_retry(self, args: dict[str, object], now: float) -> object:
+        """Send a failed or waiting notification again now; its outbox row."""
+        row_id = args.get("id")
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise CtlError("bad_args", "notify_retry needs `id`: a notification's outbox id")
+        row = None if self.notifications is None else self.notifications.retry(row_id)
+        if row is None:
+            raise CtlError("not_found", f"no notification {row_id} in the outbox")
+        return row
+
     def ctl_poll(self, args: dict[str, object], now: float) -> object:
         """Poll every connected orchestrator now (as the 4-hourly schedule does)."""
         names = self.connected(now)
@@ -804,4 +814,5 @@ _CTL_COMMANDS: dict[str, Callable[[Daemon, dict[str, object], float], object]] =
     "telemetry": Daemon.ctl_telemetry,
     "notifications": Daemon.ctl_notifications,
     "notify_test": Daemon.ctl_notify_test,
+    "notify_retry": Daemon.ctl_notify_retry,
 }

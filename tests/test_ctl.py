@@ -271,6 +271,20 @@ RESULTS: dict[str, Any] = {
         }
     ],
     "notify_test": {"id": 4, "sink": "chat", "key": "test:chat:1800000000.000"},
+    "notify_retry": {
+        "id": 3,
+        "sink": "chat",
+        "kind": "escalation",
+        "key": "escalation:E-3:raised:1800000000.000",
+        "severity": "high",
+        "title": "[high] E-3 raised: GPU OOM",
+        "state": "pending",
+        "attempts": 5,
+        "created_at": 1_800_000_000.0,
+        "next_attempt": 1_800_090_000.0,
+        "last_error": "HTTP 401: bad credentials",
+        "sent_at": None,
+    },
 }
 ALL_COMMANDS = sorted(ctl.COMMANDS)
 #: A command line for each command (its own arguments included) and the request it must send.
@@ -333,6 +347,7 @@ SAMPLES: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     "telemetry": (["telemetry"], "telemetry", {}),
     "notifications": (["notifications", "--failed"], "notifications", {"failed": True}),
     "notify test": (["notify", "test", "chat"], "notify_test", {"sink": "chat"}),
+    "notify retry": (["notify", "retry", "3"], "notify_retry", {"id": 3}),
 }
 #: The --json top-level shape of each command: a view's field names, or None for a plain map.
 VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
@@ -362,6 +377,7 @@ VIEW_OF: dict[str, type[msgspec.Struct] | None] = {
     "telemetry": None,
     "notifications": None,
     "notify test": None,
+    "notify retry": None,
 }
 #: Commands that only read (no arguments naming an id): safe on the module's shared daemon.
 READ_ONLY = [
@@ -391,6 +407,7 @@ UNKNOWN_ID: dict[str, list[str]] = {
     "plan estimate": ["plan", "estimate", "WS-99", "1", "2"],
     "plan defer": ["plan", "defer", "WS-99"],
     "notify test": ["notify", "test", "nobody"],
+    "notify retry": ["notify", "retry", "999"],
 }
 
 
@@ -931,6 +948,7 @@ FACTS: dict[str, list[str]] = {
     "telemetry": ["GPU telemetry: off (telemetry is off (--telemetry-interval 0))"],
     "notifications": ["chat", "escalation:E-3:raised:1800000000.000", "pending", "HTTP 500"],
     "notify test": ["test notification 4 queued for chat"],
+    "notify retry": ["notification 3 to chat will be sent again now"],
 }
 
 

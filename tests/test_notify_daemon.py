@@ -146,6 +146,28 @@ def test_notifications_failed_lists_what_was_given_up(state_dir: Path, receiver:
     assert {"notification_failed"} <= {e["kind"] for e in escalations}
 
 
+def test_notify_retry_sends_a_failed_notification_once_the_cause_is_fixed(
+    state_dir: Path, receiver: Receiver
+) -> None:
+    receiver.script = [(401, {})] * 2  # a bad token, then fixed at the receiver
+    daemon = DaemonProcess(state_dir, "--config", str(write_config(state_dir, receiver))).start()
+    try:
+        raise_escalation(state_dir)
+        receiver.wait_for(lambda: len(ctl(state_dir, "notifications", failed=True)) == 2)
+        failed = ctl(state_dir, "notifications", failed=True)
+        retried = [ctl(state_dir, "notify_retry", id=row["id"]) for row in failed]
+        receiver.wait_for(lambda: {r["state"] for r in outbox(state_dir)} == {"sent"})
+    finally:
+        daemon.close()
+    assert {r["state"] for r in retried} == {"pending"}
+    key = failed[0]["key"]
+    hooks = [p for p in receiver.posts() if p.body.get("pixels_key") == key]
+    comments = [p for p in receiver.posts() if p.body.get("body", "").endswith(f"pixels:{key} -->")]
+    # Each sink: the refused try, then the retry. (The notification_failed escalation the
+    # refusals raised was notified too, under its own key.)
+    assert (len(hooks), len(comments)) == (2, 2)
+
+
 def test_notify_test_sends_to_the_named_sink(state_dir: Path, receiver: Receiver) -> None:
     daemon = DaemonProcess(state_dir, "--config", str(write_config(state_dir, receiver))).start()
     try:

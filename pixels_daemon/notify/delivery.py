@@ -119,6 +119,13 @@ class NotifyService:
         self.wake()
         return {"id": row_id, "sink": sink, "key": msg.key}
 
+    def retry(self, row_id: int) -> dict[str, Any] | None:
+        """`pixelsctl notify retry ID`: send a failed (or waiting) notification again now."""
+        row = self.outbox.retry(row_id, self.clock())
+        if row is not None and row.state == "pending":
+            self.wake()
+        return None if row is None else row.view()
+
     def listing(self, failed: bool) -> list[dict[str, Any]]:
         return [row.view() for row in self.outbox.rows(failed=failed)]
 
@@ -183,7 +190,7 @@ class NotifyService:
         nxt = policy.after_attempt(
             outcome,
             row.attempts + 1,
-            created_at=row.created_at,
+            created_at=row.since,
             now=now,
             notes=self.notes,
             rand=self.rand,

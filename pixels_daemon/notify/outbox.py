@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     next_attempt REAL,             -- pending: not before this (quiet hours, backoff)
     last_error TEXT NOT NULL DEFAULT '',
     sent_at REAL,
+    retried_at REAL,               -- `pixelsctl notify retry`: the give-up time counts from here
     UNIQUE (key, sink)
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_attempt);
@@ -82,6 +83,12 @@ class Row:
     next_attempt: float | None
     last_error: str
     sent_at: float | None
+    retried_at: float | None
+
+    @property
+    def since(self) -> float:
+        """When its give-up time started: made, or last retried by hand."""
+        return self.created_at if self.retried_at is None else max(self.created_at, self.retried_at)
 
     def view(self) -> dict[str, Any]:
         """What `pixelsctl notifications --json` shows of it (no bodies: they can be long)."""
@@ -243,6 +250,23 @@ class Outbox:
             "WHERE id = ?",
             (error, row_id),
         )
+
+    @_locked
+    def retry(self, row_id: int, now: float) -> Row | None:
+        """Try a failed or pending row again now (its give-up time starts over); None when there
+        is no such row. A sent row is returned unchanged."""
+        try:
+            self._conn.execute(
+                "UPDATE notifications SET state = 'pending', next_attempt = ?, retried_at = ? "
+                "WHERE id = ? AND state != 'sent'",
+                (now, now, row_id),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the notification outbox {self.path}: {exc}") from exc
+        found = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM notifications WHERE id = ?", (row_id,)
+        ).fetchone()
+        return None if found is None else Row(*found)
 
     @_locked
     def rows(self, *, failed: bool = False, limit: int = 200) -> list[Row]:
