@@ -807,7 +807,7 @@ def report(opts: Options) -> int:
             endpoint = ctl_endpoint(opts["state_dir"], opts["endpoint"])
         except PathError as exc:
             raise CtlError(str(exc), EXIT_USAGE) from None
-        raw = call(endpoint, "report_now", {}, opts["timeout"])
+        raw = call(endpoint, "report_now", {}, opts["timeout"], _curve(opts))
         try:
             written = msgspec.convert(raw, fmt.ReportNowResult)
         except msgspec.ValidationError as exc:
@@ -859,8 +859,9 @@ def verify_completion(opts: Options) -> int:
     except PathError as exc:
         raise CtlError(str(exc), EXIT_USAGE) from None
     timeout = opts["timeout"]
-    streams = COMMANDS["workstreams"].convert(call(endpoint, "workstreams", {}, timeout))
-    gate_views = COMMANDS["gates"].convert(call(endpoint, "gates", {}, timeout))
+    curve = _curve(opts)
+    streams = COMMANDS["workstreams"].convert(call(endpoint, "workstreams", {}, timeout, curve))
+    gate_views = COMMANDS["gates"].convert(call(endpoint, "gates", {}, timeout, curve))
     summary, missing = fmt.completion(streams, gate_views)
     if opts["json"]:
         _print_json({"complete": not missing, "missing": missing})
