@@ -103,7 +103,7 @@ class Receiver:
         with self.lock:
             return [r for r in self.requests if r.method == "POST"]
 
-    def wait_for(self, predicate: Any, timeout_s: float = 10.0) -> None:
+    def wait_for(self, predicate: Any, timeout_s: float = 20.0) -> None:
         """Poll ``predicate()`` until true (a condition with a deadline, not a sleep for time)."""
         deadline = time.monotonic() + timeout_s
         while not predicate():

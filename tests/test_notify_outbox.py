@@ -102,3 +102,31 @@ def test_a_gate_key_names_its_evaluation() -> None:
     msg = messages.gate_message(effect)
     assert (msg.key, msg.severity) == ("gate:gate-1:run:2", "high")
     assert "- fid < 0.9" in msg.body
+
+
+# --- the engine's side: a notification given up on is an escalation ---------------------------
+
+
+def test_a_notification_given_up_on_raises_notification_failed_about_its_sink() -> None:
+    from pixels_daemon.core.engine import NotificationFailed, Notify, decode_event, encode_event
+    from tests.test_engine import Sim, of
+
+    sim = Sim()
+    failed = NotificationFailed(sink="slack", key="gate:gate-1:run:1", error="HTTP 401: no")
+    assert decode_event(encode_event(failed)) == failed  # it goes to the log
+    effects = sim.do(failed)
+    (esc,) = [e for e in sim.state.escalations.values() if e.kind == "notification_failed"]
+    assert (esc.subject, esc.severity, esc.orchestrator) == ("slack", "high", "pixelsd")
+    assert "pixelsctl notify test slack" in esc.help_needed
+    assert of(effects, Notify) == [Notify(escalation=esc.id, reason="raised")]
+
+
+def test_another_failure_on_the_same_sink_updates_the_open_escalation() -> None:
+    from pixels_daemon.core.engine import NotificationFailed
+    from tests.test_engine import Sim
+
+    sim = Sim()
+    sim.do(NotificationFailed(sink="slack", key="a", error="HTTP 401"))
+    sim.do(NotificationFailed(sink="slack", key="b", error="HTTP 401"))
+    (esc,) = [e for e in sim.state.escalations.values() if e.kind == "notification_failed"]
+    assert esc.count == 2
