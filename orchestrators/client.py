@@ -116,7 +116,8 @@ class OrchestratorClient:
     an error, see ``rejected``). ``pending``: messages accepted but not acked yet. ``rejected``:
     what the daemon refused: errors with ``rejected_seq`` > 0 (consumed) and errors of its decoder
     for a message (dropped from the outbox). ``refused``: set while the daemon refuses this
-    orchestrator's name (``unknown_orchestrator``): nothing can be delivered.
+    orchestrator's name (``unknown_orchestrator``) or its key may not speak as it (``forbidden``):
+    nothing can be delivered.
     """
 
     def __init__(
@@ -586,9 +587,11 @@ class OrchestratorClient:
             )
             self.rejected.append(error)
             return
-        if error.code == "unknown_orchestrator":
+        if error.code in ("unknown_orchestrator", "forbidden"):
+            # Either way nothing of ours can be delivered (a wrong name, or a key or connection
+            # not allowed to speak as it): say so instead of resending into a wall.
             if self.refused is None:
-                log.error("unknown_orchestrator", orchestrator=self.name, message=error.message)
+                log.error(error.code, orchestrator=self.name, message=error.message)
             self.refused = error
             self._welcomed = False
             self._notify()

@@ -302,3 +302,20 @@ def test_pixelsd_refuses_an_unknown_operator(state_dir: Path) -> None:
     result = _pixelsd(state_dir, "--operator", "no-such-user-px")
     assert result.returncode == 2
     assert "--operator no-such-user-px: no such user" in result.stderr
+
+
+async def test_a_client_speaking_with_another_orchestrator_s_key_is_refused(
+    net: Net, state_dir: Path
+) -> None:
+    """The client reports ``forbidden`` as refused, and its wait ends instead of resending."""
+    from orchestrators.client import OrchestratorClient
+
+    outbox = state_dir / "outbox-model.db"
+    async with OrchestratorClient("model", net.bus, outbox, curve=net.curve("foundation")) as c:
+        await c.send(Status(orchestrator="model"))
+        with anyio.fail_after(5):
+            assert not await c.wait_acked()
+        assert c.refused is not None
+        assert c.refused.code == "forbidden"
+        assert "belongs to orchestrator 'foundation'" in c.refused.message
+        assert c.pending == 1
