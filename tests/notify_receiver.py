@@ -31,6 +31,8 @@ class Receiver:
     comments: list[dict[str, Any]] = field(default_factory=list)
     #: Set: a POST waits for ``release`` before answering (``arrived`` tells it came).
     hold: bool = False
+    #: Set: GETs answer 200 with this raw body (a broken proxy's HTML) instead of the comments.
+    get_raw: bytes | None = None
     arrived: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -67,6 +69,12 @@ class Receiver:
 
             def do_GET(self) -> None:
                 self._record(None)
+                if receiver.get_raw is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(receiver.get_raw)))
+                    self.end_headers()
+                    self.wfile.write(receiver.get_raw)
+                    return
                 with receiver.lock:
                     comments = list(receiver.comments)
                 self._answer(200, {}, comments)

@@ -258,3 +258,32 @@ async def test_a_critical_escalation_opens_a_github_issue(
     assert post.body["title"] == "[critical] E-7 raised: GPU lost"
     assert post.body["body"].endswith("<!-- pixels:escalation:E-7:raised:1800000000.000 -->")
     assert post.headers["Authorization"] == "Bearer t0ken"
+
+
+async def test_an_unreadable_github_answer_is_a_failed_attempt_not_a_crash(
+    state_dir: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PX_TEST_TOKEN", "t0ken")
+    github = {
+        "type": "github",
+        "repo": "acme/pixels",
+        "issue": 9,
+        "api_url": f"{receiver.url}/api",
+        "token_env": "PX_TEST_TOKEN",
+    }
+    clock = Clock(1_800_000_000.0)
+    svc = service(state_dir, receiver, clock, [], sinks={"gh": github})
+    (row_id,) = svc.outbox.add(svc.rows_for([MSG]))
+    svc.outbox.begin_attempt(row_id)  # as if the daemon died mid-attempt: it will look first
+    receiver.get_raw = b"<html>502 Bad Gateway</html>"
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run)
+        await wait_until(lambda: svc.listing(failed=False)[0]["last_error"])
+        assert svc.listing(failed=False)[0]["state"] == "pending"
+        receiver.get_raw = None
+        clock.now += 60
+        svc.wake()
+        await wait_until(lambda: svc.listing(failed=False)[0]["state"] == "sent")
+        tg.cancel_scope.cancel()
+    svc.close()
+    assert len(receiver.posts()) == 1

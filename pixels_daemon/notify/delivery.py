@@ -27,6 +27,7 @@ from pixels_daemon.core.state import State
 from pixels_daemon.notify import messages, policy, sinks
 from pixels_daemon.notify.config import Notifications, sink_secrets
 from pixels_daemon.notify.outbox import Message, Outbox, Queued, Row, queued
+from pixels_daemon.store import StoreError
 
 log = structlog.get_logger("pixelsd.notify")
 
@@ -143,16 +144,25 @@ class NotifyService:
             task_status.started()
             while True:
                 self._wake = anyio.Event()
-                now = self.clock()
-                due = await anyio.to_thread.run_sync(self.outbox.due, now)
-                if due:
-                    await self._deliver_round(delivers, due)
-                    continue
-                nxt = await anyio.to_thread.run_sync(self.outbox.next_due)
-                wait = IDLE_POLL_S if nxt is None else min(IDLE_POLL_S, nxt - self.clock())
+                try:
+                    wait = await self._round(delivers)
+                except StoreError as exc:
+                    # The outbox cannot be read or marked (disk full, I/O error): the rows stay
+                    # as they are, and the daemon serves on; the next round tries again.
+                    log.error("notification_outbox_failed", error=str(exc))  # noqa: TRY400 - one line
+                    wait = IDLE_POLL_S
                 if wait > 0:
                     with anyio.move_on_after(wait):
                         await self._wake.wait()
+
+    async def _round(self, delivers: dict[str, sinks.Deliver]) -> float:
+        """Send what is due; how long to wait before the next round (0: go on at once)."""
+        due = await anyio.to_thread.run_sync(self.outbox.due, self.clock())
+        if due:
+            await self._deliver_round(delivers, due)
+            return 0.0
+        nxt = await anyio.to_thread.run_sync(self.outbox.next_due)
+        return IDLE_POLL_S if nxt is None else min(IDLE_POLL_S, nxt - self.clock())
 
     async def _deliver_round(self, delivers: dict[str, sinks.Deliver], due: list[Row]) -> None:
         by_sink: dict[str, list[Row]] = {}
@@ -175,7 +185,13 @@ class NotifyService:
             # Counted (durably) before the request leaves: if the daemon dies before the answer
             # is recorded, the next attempt knows the receiver may have it already.
             await anyio.to_thread.run_sync(self.outbox.begin_attempt, row.id)
-            outcome = await deliver.send(row, uncertain=row.attempts > 0)
+            try:
+                outcome = await deliver.send(row, uncertain=row.attempts > 0)
+            except Exception as exc:
+                # A receiver's odd answer (not JSON, a wrong shape) must not stop the daemon:
+                # it is an attempt that failed, retried like any other.
+                log.exception("notification_send_error", id=row.id, sink=row.sink)
+                outcome = policy.Outcome("retry", f"{type(exc).__name__}: {exc}"[:300])
             await self._finish(row, outcome)
             if outcome.verdict == "retry":
                 break  # the rest wait for the next round: keeps this sink's order

@@ -145,7 +145,10 @@ class GitHubDeliver:
                 )
                 # Never post blind after an uncertain attempt: a lookup that fails is retried.
                 return Outcome("retry", f"looking for {row.key}: {outcome.error}", outcome.wait_s)
-            if any(wanted in (item.get("body") or "") for item in resp.json()):
+            items = resp.json()
+            if not isinstance(items, list):
+                return Outcome("retry", f"looking for {row.key}: not a list of comments")
+            if any(isinstance(i, dict) and wanted in (i.get("body") or "") for i in items):
                 return Outcome("sent")
             nxt = resp.links.get("next")
             url, params = (nxt["url"], None) if nxt else (None, None)
