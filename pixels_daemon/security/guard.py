@@ -55,16 +55,25 @@ class Guard:
         self._clock = clock
         self._log = RateLimitedLog(log, LOG_INTERVAL_S, clock)
 
+    def label(self, peer: Peer) -> str:
+        """The peer's name in logs and counts. An ipc:// bus peer ("ipc") is named by the
+        orchestrator its connection speaks as, else by its identity (made only when needed)."""
+        if peer.label != "ipc":
+            return peer.label
+        bound = self.bindings.get(peer.id)
+        return f"ipc:{bound}" if bound else f"ipc:{peer.id.hex()[:10]}"
+
     def admit(self, peer: bytes, label: str) -> bool | None:
         """The limiter's verdict on one more frame (see PeerLimiter.admit); logs a dry spell."""
         verdict = self.limiter.admit(peer, self._clock())
         if verdict is None:
-            self._log.warning(f"throttled:{label}", "security_throttled", peer=label)
+            name = self.label(Peer(peer, label))
+            self._log.warning(f"throttled:{name}", "security_throttled", peer=name)
         return verdict
 
     def bad(self, peer: Peer) -> None:
         """A frame that did not decode: charged to its peer (the codec logs what was wrong)."""
-        self.limiter.bad(peer.id, peer.label, self._clock())
+        self.limiter.bad(peer.id, self.label(peer), self._clock())
 
     def check_bus(self, peer: Peer, orchestrator: str) -> Denial | None:
         bound = self.bindings.get(peer.id) if peer.role is None else None
@@ -85,11 +94,12 @@ class Guard:
         return denial
 
     def _deny(self, peer: Peer, denial: Denial, **what: str) -> None:
-        self.limiter.bad(peer.id, peer.label, self._clock(), denied=True)
+        name = self.label(peer)
+        self.limiter.bad(peer.id, name, self._clock(), denied=True)
         self._log.warning(
-            f"denied:{peer.label}",
+            f"denied:{name}",
             "security_denied",
-            peer=peer.label,
+            peer=name,
             role=str(peer.role) if peer.role is not None else "ipc",
             code=denial.code,
             detail=denial.message,
