@@ -319,3 +319,28 @@ async def test_a_client_speaking_with_another_orchestrator_s_key_is_refused(
         assert c.refused.code == "forbidden"
         assert "belongs to orchestrator 'foundation'" in c.refused.message
         assert c.pending == 1
+
+
+async def test_plain_tcp_on_loopback_serves_control_to_viewers_only(state_dir: Path) -> None:
+    ctl = f"tcp://127.0.0.1:{free_port()}"
+    security = SecurityConfig(tcp_ctl=ctl, allow_plain_tcp=True)
+    srv = Server(
+        Config(state_dir=state_dir, security=security), default_plan(), clock=lambda: CLOCK
+    )
+    task = asyncio.ensure_future(srv.serve())
+    sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        with anyio.fail_after(10):
+            await srv.ready.wait()
+        sock.connect(ctl)
+        assert isinstance(
+            await _ask(sock, codec.encode(Request(id="a", command="ping")), True), Reply
+        )
+        halt = Request(id="b", command="halt", args={"target": "WS-01"})
+        reply = await _ask(sock, codec.encode(halt), True)
+        assert isinstance(reply, Error) and reply.code == "forbidden"
+    finally:
+        sock.close(0)
+        srv.stop()
+        await task
