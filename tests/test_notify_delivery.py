@@ -16,6 +16,7 @@ import anyio
 import msgspec
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from pixels_daemon.core import engine
 from pixels_daemon.notify.config import Notifications
@@ -38,13 +39,17 @@ class Inbox:
         return "250 OK"
 
 
+def free_port() -> int:
+    # Picked first: aiosmtpd's Controller checks its server by connecting to the port given.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
     inbox = Inbox()
-    # A free port picked first: Controller checks its server by connecting to the port given.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -287,3 +292,69 @@ async def test_an_unreadable_github_answer_is_a_failed_attempt_not_a_crash(
         tg.cancel_scope.cancel()
     svc.close()
     assert len(receiver.posts()) == 1
+
+
+@pytest.fixture
+def smtp_auth() -> Iterator[tuple[Inbox, int, list[bytes]]]:
+    """An SMTP server that wants AUTH (over plain TCP here: the test has no certificate)."""
+    inbox = Inbox()
+    logins: list[bytes] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):
+        assert isinstance(data, LoginPassword)
+        logins.append(data.login)
+        return AuthResult(success=data.password == b"hunter2")
+
+    port = free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield inbox, port, logins
+    finally:
+        controller.stop()
+
+
+def mail_service(
+    state_dir: Path, port: int, monkeypatch: pytest.MonkeyPatch, password: str
+) -> NotifyService:
+    monkeypatch.setenv("PX_SMTP_PASSWORD", password)
+    sink = {
+        "type": "email",
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "none",
+        "username": "pixelsd",
+        "password_env": "PX_SMTP_PASSWORD",
+        "from_addr": "pixelsd@example.com",
+        "to": ["team@example.com", "lead@example.com"],
+    }
+    return NotifyService(
+        msgspec.convert({"sinks": {"mail": sink}, "routes": [{"sinks": ["mail"]}]}, Notifications),
+        state_dir / "pixels.db",
+        clock=Clock(1_800_000_000.0),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_email_logs_in_and_reaches_every_recipient(
+    state_dir: Path, smtp_auth: tuple[Inbox, int, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inbox, port, logins = smtp_auth
+    svc = mail_service(state_dir, port, monkeypatch, "hunter2")
+    svc.outbox.add(svc.rows_for([MSG]))
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run)
+        await wait_until(lambda: svc.listing(failed=False)[0]["state"] == "sent")
+        tg.cancel_scope.cancel()
+    svc.close()
+    assert logins == [b"pixelsd"]
+    (msg,) = inbox.messages
+    assert msg["To"] == "team@example.com, lead@example.com"
+    assert msg["Subject"] == "Gate gate-1 FAILED"
