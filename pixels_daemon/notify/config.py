@@ -62,6 +62,7 @@ class GitHubSink(_Strict, frozen=True, tag="github", tag_field="type"):
     #: GitHub Enterprise: https://HOST/api/v3
     api_url: str = "https://api.github.com"
     critical_issues: bool = False
+    #: As for webhooks: GitHub answers in well under a second; 10 s is an outage, not a wait.
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
 
@@ -77,6 +78,7 @@ class EmailSink(_Strict, frozen=True, tag="email", tag_field="type"):
     username: str | None = None
     password_file: str | None = None
     password_env: str | None = None
+    #: SMTP servers may greylist or run slow filters before they accept; 30 s leaves room.
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
