@@ -37,7 +37,6 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -59,6 +58,7 @@ from protocol.views import (
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path  # imported where used: ~5 ms at start-up (docs/performance.md)
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # the daemon answered with an error (or an unreadable reply)
@@ -1295,6 +1295,8 @@ def _curve(opts: Options) -> tuple[bytes, bytes, bytes] | None:
 
 
 def _keys_dir(opts: Options) -> Path:
+    from pathlib import Path
+
     return Path(_state_dir(opts)) / "keys"
 
 
@@ -1311,6 +1313,7 @@ def keys_generate(opts: Options) -> int:
     """Make a CURVE key pair: NAME.key (public, give it to the other side) and NAME.key_secret
     (mode 0600, never copied). The daemon's is `--name server`; never overwrites a key."""
     import socket
+    from pathlib import Path
 
     from pixels_daemon.security.keys import KeyError_, generate
 
@@ -1333,6 +1336,8 @@ def keys_generate(opts: Options) -> int:
 def keys_trust(opts: Options) -> int:
     """Let a client's key in, with a role, in STATE_DIR/keys/trusted.json (a running daemon
     reads the change at once). Re-trusting a key or a name replaces its entry."""
+    from pathlib import Path
+
     from pixels_daemon.security.keys import KeyError_, trust
     from pixels_daemon.security.policy import RoleError, parse_role
 
