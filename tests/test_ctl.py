@@ -572,7 +572,8 @@ def test_import_and_parse_load_nothing_heavy() -> None:
         "import sys; from pixels_daemon import ctl; "
         "ctl.parse_args(['--state-dir', '/tmp/d', 'status', '--json']); "
         "print(' '.join(sorted(m for m in "
-        "('argparse', 'asyncio', 'anyio', 'structlog', 'sqlite3', 'protocol.codec') "
+        "('argparse', 'asyncio', 'anyio', 'structlog', 'sqlite3', 'protocol.codec', "
+        "'pathlib', 'dataclasses') "
         "if m in sys.modules)))"
     )
     out = subprocess.run(
