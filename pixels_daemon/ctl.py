@@ -1283,6 +1283,8 @@ def _decode(frame: bytes) -> Reply | Error:
 
 def _curve(opts: Options) -> tuple[bytes, bytes, bytes] | None:
     """--server-key and --key as CURVE client keys, or None (ipc://, or plain tcp)."""
+    if not opts.get("server_key") and not opts.get("key"):
+        return None  # the everyday case: without importing the key module (it loads structlog)
     from pixels_daemon.security.keys import KeyError_, client_curve
 
     try:

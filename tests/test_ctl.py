@@ -567,10 +567,11 @@ def test_fast_path_agrees_with_argparse(argv: list[str]) -> None:
 
 
 def test_import_and_parse_load_nothing_heavy() -> None:
-    """Importing pixelsctl and parsing an everyday command line loads no heavy modules."""
+    """Importing pixelsctl, parsing an everyday command line and picking its transport (no
+    CURVE keys) load no heavy modules."""
     code = (
         "import sys; from pixels_daemon import ctl; "
-        "ctl.parse_args(['--state-dir', '/tmp/d', 'status', '--json']); "
+        "ctl._curve(ctl.parse_args(['--state-dir', '/tmp/d', 'status', '--json'])); "
         "print(' '.join(sorted(m for m in "
         "('argparse', 'asyncio', 'anyio', 'structlog', 'sqlite3', 'protocol.codec', "
         "'pathlib', 'dataclasses') "
