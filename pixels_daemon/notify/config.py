@@ -80,6 +80,8 @@ class EmailSink(_Strict, frozen=True, tag="email", tag_field="type"):
     password_env: str | None = None
     #: SMTP servers may greylist or run slow filters before they accept; 30 s leaves room.
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: A CA bundle (PEM) to verify the server with instead of the system's: a site's own CA.
+    ca_file: str | None = None
 
 
 Sink = WebhookSink | GitHubSink | EmailSink
@@ -195,6 +197,8 @@ def check(notes: Notifications) -> None:
             has_password = sink.password_file or sink.password_env
             if has_password and not sink.username:
                 raise ConfigError(f"{table}: a password needs a username")
+            if sink.ca_file is not None:
+                _check_ca_file(table, sink.ca_file)
     for i, route in enumerate(notes.routes):
         for sink_name in route.sinks:
             if sink_name not in notes.sinks:
@@ -207,6 +211,19 @@ def check(notes: Notifications) -> None:
         raise ConfigError("[notifications]: backoff_max_s is shorter than backoff_initial_s")
     if notes.quiet_hours is not None:
         quiet_window(notes.quiet_hours)
+
+
+def _check_ca_file(table: str, path: str) -> None:
+    """A CA bundle that cannot be loaded fails the start, not the first mail hours later."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"{table}: ca_file {path!r} cannot be loaded as PEM certificates ({exc}); give the "
+            "CA bundle that signed the SMTP server's certificate"
+        ) from None
 
 
 def _one_or_none(table: str, what: str, file: str | None, env: str | None) -> None:

@@ -208,14 +208,15 @@ class EmailDeliver:
     def _send_sync(self, msg: EmailMessage) -> None:
         sink = self.sink
         smtp: smtplib.SMTP
+        # Certificates are always verified (host name included): the system's CAs, or ca_file.
+        context = ssl.create_default_context(cafile=sink.ca_file)
         if sink.security == "tls":
-            context = ssl.create_default_context()
             smtp = smtplib.SMTP_SSL(sink.host, sink.port, timeout=sink.timeout_s, context=context)
         else:
             smtp = smtplib.SMTP(sink.host, sink.port, timeout=sink.timeout_s)
         with smtp:
             if sink.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if sink.username and self.password:
                 smtp.login(sink.username, self.password)
             smtp.send_message(msg)
