@@ -50,9 +50,14 @@ class Runner:
             )
 
     def close(self) -> None:
+        """SIGTERM (the runner stops its agents), SIGKILL if it does not exit in time."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class Agent:
@@ -76,9 +81,12 @@ class Agent:
             f.write("".join(f"{line}\n" for line in lines))
 
     def kill_all(self) -> None:
-        for pid in self.events()[1::2]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+        """Every agent any runner started under the state dir (WS-01's and the workstreams
+        started after it): they run in their own sessions and outlive a killed runner."""
+        for events in self.folder.parent.glob("*/events.txt"):
+            for pid in events.read_text().split()[1::2]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
 
 
 @pytest.fixture
