@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Generic, TypeVar
 
 from pixels_daemon.core.engine import adr_filename, effective_deps, estimate_days
-from pixels_daemon.core.state import DecisionRecord, EscalationRecord, State
-from pixels_daemon.plan import Plan
+from pixels_daemon.core.state import DecisionRecord, EscalationRecord, State, WorkstreamState
+from pixels_daemon.plan import Plan, Workstream
 from protocol.views import (
     BlockerView,
     CheckResultView,
@@ -34,29 +35,85 @@ def phase_of(plan: Plan, state: State) -> str:
     return "complete"
 
 
+V = TypeVar("V")
+
+
+class _ViewCache(Generic[V]):
+    """The last view built for each id, with the plan entry and the facts it was built from.
+
+    ``pixelsctl status`` on a large plan builds thousands of views per query (2,000
+    orchestrators and workstreams: ~10 ms of the daemon's loop, most of it struct
+    construction), while most of them did not change since the last query. A view is reused
+    while its plan entry (by identity) and every fact it shows are unchanged. Views are only
+    ever encoded (or copied with ``msgspec.structs.replace``), never modified, so sharing one
+    between replies is safe. Used on the loop thread only.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[object, tuple[object, ...], V]] = {}
+
+    def get(self, entry: object, key: str, facts: tuple[object, ...]) -> V | None:
+        cached = self.entries.get(key)
+        if cached is not None and cached[0] is entry and cached[1] == facts:
+            return cached[2]
+        return None
+
+    def put(self, entry: object, key: str, facts: tuple[object, ...], view: V, size: int) -> V:
+        if len(self.entries) > 2 * size:
+            self.entries.clear()  # a smaller plan replaced a larger one: drop what is gone
+        self.entries[key] = (entry, facts, view)
+        return view
+
+
+_WS_VIEWS: _ViewCache[WorkstreamView] = _ViewCache()
+_ORCH_VIEWS: _ViewCache[OrchestratorView] = _ViewCache()
+
+
 def workstream_views(plan: Plan, state: State) -> list[WorkstreamView]:
     views = []
     for ws in plan.workstreams.values():
         st = state.workstreams[ws.id]
-        views.append(
-            WorkstreamView(
-                id=ws.id,
-                name=ws.name,
-                orchestrator=ws.orchestrator,
-                milestone=ws.milestone,
-                status=st.status,
-                progress=st.progress,
-                eta=st.eta,
-                completion_time=st.completion_time,
-                blocker=st.blocker,
-                updated_at=st.updated_at,
-                estimate_days=list(estimate_days(state, plan, ws.id)),
-                depends_on=list(effective_deps(state, plan, ws.id)),
-                priority=ws.priority,
-                holds=list(st.holds),
-            )
+        estimate = estimate_days(state, plan, ws.id)
+        deps = effective_deps(state, plan, ws.id)
+        facts = (
+            st.status,
+            st.progress,
+            st.eta,
+            st.completion_time,
+            st.blocker,
+            st.updated_at,
+            tuple(st.holds),
+            estimate,
+            deps,
         )
+        view = _WS_VIEWS.get(ws, ws.id, facts)
+        if view is None:
+            view = _WS_VIEWS.put(
+                ws, ws.id, facts, _ws_view(ws, st, estimate, deps), len(plan.workstreams)
+            )
+        views.append(view)
     return views
+
+
+def _ws_view(
+    ws: Workstream, st: WorkstreamState, estimate: tuple[int, int], deps: tuple[str, ...]
+) -> WorkstreamView:
+    return WorkstreamView(
+        id=ws.id,
+        name=ws.name,
+        orchestrator=ws.orchestrator,
+        milestone=ws.milestone,
+        status=st.status,
+        progress=st.progress,
+        eta=st.eta,
+        completion_time=st.completion_time,
+        blocker=st.blocker,
+        updated_at=st.updated_at,
+        estimate_days=list(estimate),
+        depends_on=list(deps),
+        priority=ws.priority,
+        holds=list(st.holds),
+    )
 
 
 def orchestrator_views(
@@ -72,8 +129,10 @@ def orchestrator_views(
             connection = "connected"
         else:
             connection = "silent"
-        views.append(
-            OrchestratorView(
+        facts = (connection, seen, st.last_report, st.acked_seq, st.status, st.missed_polls)
+        view = _ORCH_VIEWS.get(orch, orch.id, facts)
+        if view is None:
+            view = OrchestratorView(
                 name=orch.id,
                 display_name=orch.name,
                 connection=connection,
@@ -84,7 +143,8 @@ def orchestrator_views(
                 workstreams=[ws.id for ws in plan.workstreams_of(orch.id)],
                 missed_polls=st.missed_polls,
             )
-        )
+            _ORCH_VIEWS.put(orch, orch.id, facts, view, len(plan.orchestrators))
+        views.append(view)
     return views
 
 
