@@ -548,6 +548,7 @@ def _run(args: argparse.Namespace, plan: Plan) -> int:
         ),
         security=security,
         notifications=notifications,
+        tune_gc=True,
     )
     startup_errors = (DaemonError, StoreError, PathError)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import stat
@@ -18,7 +19,7 @@ import zmq.asyncio
 
 from pixels_daemon.paths import PathError
 from pixels_daemon.plan import default_plan
-from pixels_daemon.server import Config, DaemonError, Server
+from pixels_daemon.server import GC_THRESHOLDS, Config, DaemonError, Server
 from protocol import codec
 from protocol.messages import (
     SOCKET_MAX_MSGSIZE,
@@ -281,3 +282,23 @@ def test_second_daemon_process_exits_1_with_one_line(state_dir: Path) -> None:
     finally:
         first.terminate()
         first.wait(timeout=10)
+
+
+async def test_a_tuned_daemon_freezes_what_replay_built_and_raises_the_gc_thresholds(
+    state_dir: Path,
+) -> None:
+    """tune_gc (what `pixelsd run` sets): the collector's thresholds are GC_THRESHOLDS and the
+    replayed state is out of its scans."""
+    before = gc.get_threshold()
+    srv = Server(Config(state_dir=state_dir, tune_gc=True), default_plan(), clock=lambda: CLOCK)
+    task = asyncio.ensure_future(srv.serve())
+    try:
+        with anyio.fail_after(10):
+            await srv.ready.wait()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        srv.stop()
+        await task
+        gc.unfreeze()
+        gc.set_threshold(*before)
