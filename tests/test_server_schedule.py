@@ -130,7 +130,8 @@ def test_the_friday_report_lands_at_17_local_across_a_dst_change(
     """Start Thursday 2026-03-26 in Berlin: reports on Friday 03-27 17:00 CET and Friday 04-03
     17:00 CEST (clocks went forward on 03-29), as weeks 1 and 2."""
     proc = daemon("--time-scale", "302400", "--sim-start", "2026-03-26T09:00")  # 1 week = 2 s
-    wait_for(lambda: len(reports(state_dir)) >= 2, 15, "two weekly reports")
+    # The log line follows the file: wait for the line, then the files are there too.
+    wait_for(lambda: len(log_times(proc, "report_written", "at")) >= 2, 15, "two weekly reports")
     assert reports(state_dir)[:2] == ["week_01_status.md", "week_02_status.md"]
     # What the scheduler fired for, exactly; how late the loop woke up is a matter of load (at
     # this scale 1 ms of real time is 5 minutes of clock time), but a report is never early.
