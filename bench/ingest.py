@@ -132,15 +132,16 @@ def ping(endpoint: str, timeout_s: float = 10.0) -> bool:
     return False
 
 
-def start_daemon(state_dir: Path) -> subprocess.Popen[bytes]:
+def start_daemon(state_dir: Path, *extra: str, timeout_s: float = 10.0) -> subprocess.Popen[bytes]:
+    """pixelsd on ``state_dir`` (with ``extra`` options), once it answers ``ping``."""
     exe = Path(sys.executable).with_name("pixelsd")
     proc = subprocess.Popen(
         # --launcher none: the benchmark is the bus; a spawned orchestrator would outlive it.
-        [str(exe), "--state-dir", str(state_dir), "--log-format", "json", "--launcher", "none"],
+        [str(exe), "--state-dir", str(state_dir), "--launcher", "none", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    if not ping(f"ipc://{state_dir}/run/ctl.sock"):
+    if not ping(f"ipc://{state_dir}/run/ctl.sock", timeout_s):
         proc.kill()
         raise RuntimeError("pixelsd did not become ready")
     return proc
@@ -161,7 +162,7 @@ def round_baseline(frames: list[bytes], window: int) -> float:
 
 def round_daemon(frames: list[bytes], window: int) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="pxd-", dir="/tmp"))
-    proc = start_daemon(tmp)
+    proc = start_daemon(tmp, "--log-format", "json")
     try:
         return len(frames) / run_client(f"ipc://{tmp}/run/bus.sock", frames, window)
     finally:

@@ -35,7 +35,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest import ping, run_client  # bench/ is on sys.path: run as a script
+from ingest import run_client, start_daemon  # bench/ is on sys.path: run as a script
 
 from protocol import codec
 from protocol.messages import Status, WorkstreamReport
@@ -74,24 +74,8 @@ def frames(orch: str, ws: str | None, first: int, count: int, total: int) -> lis
 
 def launch(state_dir: Path) -> tuple[subprocess.Popen[bytes], float]:
     """Start pixelsd; return it and the seconds from fork to the first answered ping."""
-    exe = Path(sys.executable).with_name("pixelsd")
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "--state-dir",
-            str(state_dir),
-            "--launcher",
-            "none",
-            "--telemetry-interval",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    if not ping(f"ipc://{state_dir}/run/ctl.sock", timeout_s=120):
-        proc.kill()
-        raise RuntimeError("pixelsd did not become ready")
+    proc = start_daemon(state_dir, "--telemetry-interval", "0", timeout_s=120)
     return proc, time.perf_counter() - start
 
 

@@ -38,7 +38,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest import ping  # bench/ is on sys.path: run as a script
+from ingest import start_daemon  # bench/ is on sys.path: run as a script
 
 from protocol import codec
 from protocol.messages import Ack, Request, Status, WorkstreamReport
@@ -194,24 +194,7 @@ def one_round(args: argparse.Namespace, tmp: Path, daemon: bool) -> dict[str, An
         state = tmp / "state"
         plan = tmp / "plan.toml"
         plan.write_text(plan_text(args.clients))
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("pixelsd")),
-                "--state-dir",
-                str(state),
-                "--plan",
-                str(plan),
-                "--launcher",
-                "none",
-                "--telemetry-interval",
-                "0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not ping(f"ipc://{state}/run/ctl.sock", timeout_s=60):
-            server.kill()
-            raise RuntimeError("pixelsd did not become ready")
+        server = start_daemon(state, "--plan", str(plan), "--telemetry-interval", "0", timeout_s=60)
         bus = f"ipc://{state}/run/bus.sock"
     else:
         bus = f"ipc://{tmp}/baseline.sock"
