@@ -289,22 +289,23 @@ class Daemon:
 
         ``peer``: who sent it as the shell knows (tcp://: its key's role); None: an ipc:// peer.
         """
+        # This runs for every frame on the bus: the usual case (a status in sequence from an
+        # ipc:// peer already speaking as its orchestrator) takes no step it does not need.
         self.counters.frames += 1
-        if peer is None:
-            peer = Peer(route[0], "ipc")
         try:
             message = codec.to_daemon.decode(payload)
         except FrameError as exc:
             self._count_frame_error(exc)
-            self.guard.bad(peer)
+            self.guard.bad(peer or Peer(route[0], "ipc"))
             self._error(route, exc.code, exc.message, exc.msg_id)
             return
         name = message.orchestrator
-        denial = self.guard.check_bus(peer, name)
-        if denial is not None:
-            self._error(route, denial.code, denial.message, message.id)
-            return
         if name not in self.ownership.orchestrators:
+            # Checked before the connection is bound: a name the plan lacks binds nothing.
+            denial = self.guard.check_bus(peer or Peer(route[0], "ipc"), name)
+            if denial is not None:
+                self._error(route, denial.code, denial.message, message.id)
+                return
             known = ", ".join(sorted(self.ownership.orchestrators))
             self._error(
                 route,
@@ -313,7 +314,10 @@ class Daemon:
                 message.id,
             )
             return
-        self.guard.bind(peer, name)
+        denial = self.guard.speak_as(peer, route[0], name)
+        if denial is not None:
+            self._error(route, denial.code, denial.message, message.id)
+            return
         self.last_seen[name] = now
         self.routes[name] = route
         batch = self._batch
@@ -344,12 +348,10 @@ class Daemon:
                 message.id,
             )
             return
-        effects = engine.step(
-            self.state, self.plan, engine.Received(message=message), now, self.config
-        )
+        effects = engine.receive(self.state, self.plan, message, now, self.config)
         batch.rows.append((now, "msg", name, message.seq, payload))
         rejected = False
-        for effect in effects:
+        for effect in effects:  # none, for a progress report
             if isinstance(effect, engine.Reject):
                 rejected = True
                 self._error(route, effect.code, effect.message, message.id, message.seq)

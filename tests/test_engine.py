@@ -758,7 +758,7 @@ def test_a_first_start_takes_the_fast_path_to_the_same_state_as_the_full_passes(
     monkeypatch.setattr(engine_module._Run, "_settle", counted)
     fast_effects = first_start(fast)
     assert calls == []  # no whole-state pass ran
-    monkeypatch.setattr(engine_module._Run, "_progress_only", lambda run, message: False)
+    monkeypatch.setattr(engine_module._Run, "_progress_only", lambda run, message: None)
     full_effects = first_start(full)
     assert calls  # the full path did run them
     assert fast_effects == full_effects
@@ -777,7 +777,7 @@ def test_a_restart_after_a_halt_is_not_a_first_start() -> None:
     from pixels_daemon.core.engine import _Run
 
     run = _Run(sim.state, sim.plan, sim.now, sim.config)
-    assert run._progress_only(message) is False
+    assert run._progress_only(message) is None
 
 
 def test_silent_orchestrator_is_stalled_with_when_it_was_last_seen() -> None:

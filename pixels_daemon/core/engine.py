@@ -222,10 +222,14 @@ class _Event(Struct, frozen=True, kw_only=True, tag_field="event"):
     pass
 
 
+#: The orchestrator messages the engine applies (each consumes a seq).
+Durable = Status | PollReply | Escalation | DependencyFound
+
+
 class Received(_Event, frozen=True, tag="received"):
     """A durable orchestrator message, admitted as next (core/ingest.admit). Consumes its seq."""
 
-    message: Status | PollReply | Escalation | DependencyFound
+    message: Durable
 
 
 class Tick(_Event, frozen=True, tag="tick"):
@@ -622,6 +626,14 @@ def step(
     return _Run(state, plan, now, config).handle(event)
 
 
+def receive(
+    state: State, plan: Plan, message: Durable, now: float, config: EngineConfig = DEFAULT_CONFIG
+) -> list[Effect]:
+    """``step`` with ``Received(message)``, without building the event: the daemon's per-message
+    entry point (replay steps the logged message as a Received and takes the same path)."""
+    return _Run(state, plan, now, config).received(message)
+
+
 def effective_deps(state: State, plan: Plan, ws_id: str) -> tuple[str, ...]:
     """The workstream's dependencies now: the plan's, minus dropped, plus added at runtime."""
     return _graph(state, plan).deps[ws_id]
@@ -981,25 +993,7 @@ class _Run:
         presence: Mapping[str, float] | None = None
         match event:
             case Received(message=message):
-                self._check_orchestrator(message.orchestrator)
-                # Never a poll_reply: answering a poll is bookkeeping of its own.
-                if (
-                    isinstance(message, Status)
-                    and not isinstance(message, PollReply)
-                    and self._progress_only(message)
-                ):
-                    # The common case, by far: skip the whole-state passes (see _progress_only).
-                    self._status(message)
-                    return self.effects
-                self._settle()
-                if isinstance(message, Escalation):
-                    self._escalation(message)
-                elif isinstance(message, DependencyFound):
-                    self._dependency_found(message)
-                else:
-                    if isinstance(message, PollReply):
-                        self._poll_answered(message.orchestrator)
-                    self._status(message)
+                return self.received(message)
             case Tick(last_seen=last_seen):
                 presence = last_seen
                 self._settle()
@@ -1040,13 +1034,43 @@ class _Run:
                 self._decide(event)
             case AddDependency() | DropDependency() | ChangeEstimate() | Defer():
                 self._plan_change(event)
+        return self._settled(presence)
+
+    def received(self, message: Durable) -> list[Effect]:
+        """An orchestrator's durable message (status, poll_reply, escalation, dependency)."""
+        self._check_orchestrator(message.orchestrator)
+        # Never a poll_reply: answering a poll is bookkeeping of its own.
+        if type(message) is Status:
+            path = self._progress_only(message)
+            if path is not None:
+                # The common case, by far: skip the whole-state passes (_progress_only says
+                # why); progress within in_progress skips even _status's checks.
+                if path == "progress":
+                    self._progress(message)
+                else:
+                    self._status(message)
+                return self.effects
+        self._settle()
+        if isinstance(message, Escalation):
+            self._escalation(message)
+        elif isinstance(message, DependencyFound):
+            self._dependency_found(message)
+        else:
+            if isinstance(message, PollReply):
+                self._poll_answered(message.orchestrator)
+            self._status(message)
+        return self._settled(None)
+
+    def _settled(self, presence: Mapping[str, float] | None) -> list[Effect]:
+        """The whole-state passes after an event: what it implies for activation, conditions,
+        inhibition and completion. ``presence``: a tick's last-seen times."""
         self._settle()
         self._conditions(presence)
         self._inhibition()
         self._completion()
         return self.effects
 
-    def _progress_only(self, message: Status) -> bool:
+    def _progress_only(self, message: Status) -> Literal["progress", "first_start"] | None:
         """A status that only moves work forward within in_progress: each workstream in progress
         already, or ready and never started (its first start); no new or cleared blocker, no new
         decision, no changed metric, nothing held, every workstream its sender's own (the
@@ -1059,26 +1083,61 @@ class _Run:
         wave of starts, then progress. Conditions that depend on time or progress (stall,
         overrun, slip) are re-evaluated at the next Tick (every minute) or slower event.
         Deterministic, so a replay takes the same path and rebuilds the same state."""
-        orch = self.state.orchestrators[message.orchestrator]
+        name = message.orchestrator
+        orch = self.state.orchestrators[name]
         if orch.holds:
-            return False
-        if list(message.blockers) != list(orch.blockers):
-            return False
-        if list(message.decisions_needed) != orch.decisions_needed:
-            return False
-        metrics = orch.performance_metrics
-        if any(metrics.get(k) != float(v) for k, v in message.performance_metrics.items()):
-            return False
+            return None
+        # Compared only when either side has any: most reports carry none.
+        if (message.blockers or orch.blockers) and list(message.blockers) != list(orch.blockers):
+            return None
+        if message.decisions_needed != orch.decisions_needed:
+            return None
+        if message.performance_metrics:
+            metrics = orch.performance_metrics
+            if any(metrics.get(k) != float(v) for k, v in message.performance_metrics.items()):
+                return None
+        path: Literal["progress", "first_start"] = "progress"
+        plan_ws = self.plan.workstreams
+        state_ws = self.state.workstreams
         for ws_id, report in message.workstreams.items():
-            w = self.plan.workstreams.get(ws_id)
-            if w is None or w.orchestrator != message.orchestrator:
-                return False
-            ws = self.state.workstreams[ws_id]
+            w = plan_ws.get(ws_id)
+            if w is None or w.orchestrator != name:
+                return None
+            ws = state_ws[ws_id]
             if report.status != "in_progress" or ws.holds or report.blocker != ws.blocker:
-                return False
-            if ws.status != "in_progress" and not (ws.status == "ready" and ws.started_at is None):
-                return False
-        return True
+                return None
+            if ws.status != "in_progress":
+                if ws.status != "ready" or ws.started_at is not None:
+                    return None
+                path = "first_start"
+        return path
+
+    def _progress(self, message: Status) -> None:
+        """``_status`` for a report _progress_only found to be progress within in_progress: no
+        state, blocker, decision or metric changes, every workstream its sender's and in
+        progress. Only what such a report can change is written; the result is the state
+        ``_status`` would leave (tests/test_engine_fastpath.py holds it to that)."""
+        name = message.orchestrator
+        now = self.now
+        state = self.state
+        orch = state.orchestrators[name]
+        orch.acked_seq = message.seq
+        state.events += 1
+        orch.status = message.status
+        orch.last_report = now
+        workstreams = state.workstreams
+        for ws_id, report in message.workstreams.items():
+            ws = workstreams[ws_id]
+            if ws.started_at is None:
+                ws.started_at = now
+            progress = float(report.progress)
+            if progress != ws.progress:
+                ws.progress_changed_at = now
+            ws.progress = progress
+            ws.eta = _float_or_none(report.eta)
+            ws.completion_time = _float_or_none(report.completion_time)
+            ws.updated_at = now
+        self._heard_from(name)
 
     def emit(self, effect: Effect) -> None:
         self.effects.append(effect)
@@ -1770,7 +1829,14 @@ class _Run:
         self.emit(PlanCompleted())
 
     def _heard_from(self, orchestrator: str) -> None:
-        self._resolve_condition("orchestrator_stalled", orchestrator, "heard from it again")
+        # Looked up by fingerprint (a stall names no workstreams): this runs for every message,
+        # and a scan of every open escalation would make each one O(open escalations).
+        open_ = self.state.open_escalations
+        if not open_:
+            return
+        esc_id = open_.get(_fingerprint(DAEMON, "orchestrator_stalled", orchestrator, ()))
+        if esc_id is not None:
+            self._resolve(self.state.escalations[esc_id], "heard from it again")
 
     # --- escalation lifecycle ------------------------------------------------------------------
 

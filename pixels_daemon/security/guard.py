@@ -63,9 +63,14 @@ class Guard:
         bound = self.bindings.get(peer.id)
         return f"ipc:{bound}" if bound else f"ipc:{peer.id.hex()[:10]}"
 
-    def admit(self, peer: bytes, label: str) -> bool | None:
-        """The limiter's verdict on one more frame (see PeerLimiter.admit); logs a dry spell."""
-        verdict = self.limiter.admit(peer, self._clock())
+    def now(self) -> float:
+        """The limiter's clock: read once per drained batch and passed to ``admit``."""
+        return self._clock()
+
+    def admit(self, peer: bytes, label: str, now: float | None = None) -> bool | None:
+        """The limiter's verdict on one more frame (see PeerLimiter.admit); logs a dry spell.
+        ``now``: the limiter's clock (``now()``) when the frame's batch was taken."""
+        verdict = self.limiter.admit(peer, self._clock() if now is None else now)
         if verdict is None:
             name = self.label(Peer(peer, label))
             self._log.warning(f"throttled:{name}", "security_throttled", peer=name)
@@ -85,6 +90,19 @@ class Guard:
     def bind(self, peer: Peer, orchestrator: str) -> None:
         if peer.role is None:
             self.bindings.bind(peer.id, orchestrator)
+
+    def speak_as(self, peer: Peer | None, ident: bytes, orchestrator: str) -> Denial | None:
+        """``check_bus``, then ``bind`` if allowed, for a frame from ``ident`` (``peer`` None:
+        an ipc:// bus peer). The usual case, an ipc:// connection that already speaks as
+        ``orchestrator``, is one lookup: this runs for every frame on the bus."""
+        if peer is None:
+            if self.bindings.get(ident) == orchestrator:
+                return None
+            peer = Peer(ident, "ipc")
+        denial = self.check_bus(peer, orchestrator)
+        if denial is None:
+            self.bind(peer, orchestrator)
+        return denial
 
     def check_ctl(self, peer: Peer, command: str) -> Denial | None:
         assert peer.role is not None
