@@ -66,7 +66,9 @@ class PeerLimiter:
     def admit(self, peer: bytes, now: float) -> bool | None:
         """Take one frame from ``peer``: True to serve it, False to drop it silently, None to
         drop it and answer ``throttled`` (the first drop of a dry spell)."""
-        bucket = self._bucket(peer, now)
+        bucket = self._buckets.get(peer)
+        if bucket is None or bucket.at != now:  # else: refilled and reordered at this now
+            bucket = self._bucket(peer, now)
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             bucket.dry = False
