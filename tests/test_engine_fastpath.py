@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pixels_daemon.core.engine as engine_module
-from protocol.messages import OrchestratorStatus, Status, WorkstreamReport
 from pixels_daemon.plan import parse_plan
+from protocol.messages import OrchestratorStatus, Status, WorkstreamReport
 from tests.test_engine import DAY, MINI, Sim, snapshot
 
 # The mini plan with A1 and A2 both startable at once.
