@@ -1,7 +1,8 @@
 """pixelsctl: the operator's client for a running pixelsd.
 
-One request, one reply: a synchronous zmq DEALER sends ``request(command, args)`` to the daemon's
-control socket and waits (``--timeout``) for ``reply(result)`` or ``error(code, message)``. Results
+One request, one reply: a synchronous DEALER sends ``request(command, args)`` to the daemon's
+control socket and waits (``--timeout``) for ``reply(result)`` or ``error(code, message)``: over
+ipc:// the standard library's (pixels_daemon/zmtp.py), over tcp:// pyzmq's. Results
 are shown as tables, or with ``--json`` as the fields of protocol.views (a stable contract).
 
 Adding a command is one function here, circus-style::
@@ -21,11 +22,12 @@ ID``, parsed by a sub-subparser, with the common options accepted before, betwee
 words. The request's ``command`` is the name with spaces and dashes turned into underscores
 ("gate_check", "plan_add_dep").
 
-Start-up time is a feature (benchmarked by bench/ctl_latency.py against ``import zmq, msgspec``):
-module-level imports are limited to what zmq/msgspec already load plus protocol.messages,
-protocol.views and pixels_daemon.paths (not protocol.codec: it builds every direction's decoder at
-import). argparse is imported only for command lines that ``_fast_parse`` leaves to it. Never
-import structlog, anyio, asyncio or sqlite3 here, nor anything from the daemon's side.
+Start-up time is a feature (benchmarked by bench/ctl_latency.py against ``import zmq, msgspec``
+and circusctl): module-level imports are limited to what msgspec already loads plus
+protocol.messages, protocol.views and pixels_daemon.paths (not protocol.codec: it builds every
+direction's decoder at import). zmq is imported only for tcp:// and ``watch``; argparse only for
+command lines that ``_fast_parse`` leaves to it. Never import structlog, anyio, asyncio or sqlite3
+here, nor anything from the daemon's side.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
-import zmq
 
 from pixels_daemon import ctl_format as fmt
 from pixels_daemon.paths import PathError, ctl_endpoint, ipc_endpoint, ipc_path
@@ -706,6 +707,8 @@ def watch(opts: Options) -> int:
             "give --state-dir DIR",
             EXIT_NO_DAEMON,
         )
+    import zmq
+
     decoder = msgspec.msgpack.Decoder(WatchEvent)
     limit: int | None = opts["count"]
     shown = 0
@@ -1223,6 +1226,59 @@ def call(
     _check_socket_file(endpoint)
     request = Request(id=_new_id(), ts=time.time(), command=command, args=args)
     deadline = time.monotonic() + timeout_s
+    path = ipc_path(endpoint)
+    if path is not None and curve is None:
+        response = _exchange_ipc(endpoint, str(path), request, deadline)
+    else:
+        response = _exchange_zmq(endpoint, request, deadline, curve)
+    if isinstance(response, Error):
+        code = EXIT_NOT_FOUND if response.code == "not_found" else EXIT_ERROR
+        raise CtlError(f"{response.code}: {response.message}", code)
+    return response.result
+
+
+def _exchange_ipc(endpoint: str, path: str, request: Request, deadline: float) -> Reply | Error:
+    """The request over ipc:// with the standard-library DEALER (pixels_daemon/zmtp.py says why
+    not pyzmq). Unlike libzmq, which reconnects quietly until the timeout, a refused connection
+    (a socket file nobody listens on) is reported at once."""
+    from pixels_daemon import zmtp
+
+    try:
+        with zmtp.Dealer(path, deadline) as dealer:
+            dealer.send(msgspec.msgpack.encode(request))
+            while True:
+                # The payload is the last frame (a DEALER's reply has no envelope).
+                response = _decode(dealer.recv()[-1])
+                if response.re == request.id:
+                    return response
+                # Anything else is not an answer to this request (cannot happen on a fresh
+                # connection, but a reply must never be mistaken for another's).
+    except TimeoutError:
+        raise _no_daemon(endpoint) from None
+    except ConnectionRefusedError:
+        raise _no_daemon(endpoint, f"nothing listens on {path}") from None
+    except PermissionError:
+        raise _no_daemon(
+            endpoint, f"permission denied on {path}: this user may not use the daemon"
+        ) from None
+    except ConnectionError:  # reset, broken pipe: the daemon went away mid-request
+        raise _no_daemon(endpoint, "the connection was closed") from None
+    except zmtp.ZmtpError as exc:
+        raise CtlError(f"cannot talk to {endpoint}: {exc}", EXIT_ERROR) from None
+    except OSError as exc:  # e.g. a path the kernel refuses (too long for a unix socket)
+        raise CtlError(
+            f"cannot connect to {endpoint!r}: {exc.strerror or exc} "
+            "(endpoints look like ipc:///path/to/ctl.sock or tcp://host:port)",
+            EXIT_USAGE,
+        ) from None
+
+
+def _exchange_zmq(
+    endpoint: str, request: Request, deadline: float, curve: tuple[bytes, bytes, bytes] | None
+) -> Reply | Error:
+    """The request with a pyzmq DEALER: tcp:// (plain or CURVE), or anything not ipc://."""
+    import zmq
+
     # A private context: nothing else in this process uses zmq, and destroy() ends it cleanly.
     ctx = zmq.Context()
     try:
@@ -1252,15 +1308,9 @@ def call(
             # One frame from a DEALER-style exchange; the payload is the last frame either way.
             response = _decode(sock.recv_multipart()[-1])
             if response.re == request.id:
-                break
-            # Anything else is not an answer to this request (cannot happen on a fresh socket,
-            # but a reply must never be mistaken for another's).
+                return response
     finally:
         ctx.destroy(linger=0)
-    if isinstance(response, Error):
-        code = EXIT_NOT_FOUND if response.code == "not_found" else EXIT_ERROR
-        raise CtlError(f"{response.code}: {response.message}", code)
-    return response.result
 
 
 def _decode(frame: bytes) -> Reply | Error:
