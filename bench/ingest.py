@@ -200,7 +200,7 @@ def main() -> int:
     print(
         f"{'pixelsd (decode+log+ack)':<28}{best_daemon:>12,.0f}{[round(x) for x in daemon]!s:>40}"
     )
-    print(f"ratio pixelsd/baseline: {ratio:.2f}")
+    print(f"ratio pixelsd/baseline: {ratio:.2f} (target >= 0.5)")
     print(
         json.dumps(
             {
@@ -211,7 +211,7 @@ def main() -> int:
                 "baseline_msgs_per_s": round(best_base),
                 "pixelsd_msgs_per_s": round(best_daemon),
                 "ratio": round(ratio, 3),
-                "target_ratio": 0.3,
+                "target_ratio": 0.5,  # issue 10 (issue 2 asked for 0.3)
             }
         )
     )
