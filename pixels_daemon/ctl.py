@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from pixels_daemon import ctl_format as fmt
-from pixels_daemon.paths import PathError, ctl_endpoint, ipc_endpoint, ipc_path
+from pixels_daemon.paths import PathError, ctl_endpoint, ipc_endpoint, ipc_file, ipc_path
 from protocol.messages import PROTOCOL_VERSION, CtlResponse, Error, Reply, Request
 from protocol.views import (
     DecisionView,
@@ -1193,8 +1193,8 @@ def _no_daemon(endpoint: str, why: str = "") -> CtlError:
 
 def _check_socket_file(endpoint: str) -> None:
     """Fail at once, without waiting for the timeout, when an ipc socket file is not there."""
-    path = ipc_path(endpoint)
-    if path is None or str(path).startswith("@"):  # not ipc, or Linux's abstract namespace
+    path = ipc_file(endpoint)
+    if path is None or path.startswith("@"):  # not ipc, or Linux's abstract namespace
         return
     try:
         mode = os.stat(path).st_mode
@@ -1226,9 +1226,9 @@ def call(
     _check_socket_file(endpoint)
     request = Request(id=_new_id(), ts=time.time(), command=command, args=args)
     deadline = time.monotonic() + timeout_s
-    path = ipc_path(endpoint)
+    path = ipc_file(endpoint)
     if path is not None and curve is None:
-        response = _exchange_ipc(endpoint, str(path), request, deadline)
+        response = _exchange_ipc(endpoint, path, request, deadline)
     else:
         response = _exchange_zmq(endpoint, request, deadline, curve)
     if isinstance(response, Error):

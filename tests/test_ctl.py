@@ -583,6 +583,22 @@ def test_import_and_parse_load_nothing_heavy() -> None:
     assert out.strip() == ""
 
 
+HEAVY = ("argparse", "asyncio", "anyio", "structlog", "sqlite3", "zmq", "pathlib", "tarfile")
+
+
+def test_an_everyday_request_loads_nothing_heavy(state_dir: Path, responder: Responder) -> None:
+    """A whole `status` request over ipc:// (the canned daemon answers it) loads none of the
+    heavy modules: not zmq (pixels_daemon/zmtp.py speaks to the socket), not pathlib."""
+    code = (
+        "import sys; from pixels_daemon import ctl; "
+        f"code = ctl.main(['--state-dir', {str(state_dir)!r}, 'status']); "
+        f"print(code, ' '.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stderr.splitlines()[-1] == "0 "
+    assert [r.command for r in responder.requests] == ["status"]
+
+
 def test_option_after_the_command_wins_over_one_before() -> None:
     """Given on both sides, the later value is used."""
     assert ctl.parse_args(["--timeout", "2", "status", "--timeout", "3"])["timeout"] == 3.0
