@@ -9,6 +9,8 @@ each command as whole processes, interleaved (ABBA order) so that both share the
 - pixelsctl: ``pixelsctl --state-dir DIR status`` through the installed console script next to
   sys.executable, output discarded (formatting the tables is part of what is measured);
 - floor: ``python -c "import zmq, msgspec"``, the least any Python zmq+msgspec client pays;
+- msgspec alone: ``python -c "import msgspec"``, the least pixelsctl itself can pay over ipc://
+  (it speaks ZMTP with the standard library there, pixels_daemon/zmtp.py);
 - circusctl (when circus is installed: ``pip install circus``, not a dependency of pixels):
   ``circusctl --endpoint ipc://... status`` against a running circusd with one watcher, the
   closest peer (a Python ZeroMQ control client for a process supervisor).
@@ -51,6 +53,8 @@ READY_TIMEOUT_S = 20.0
 #: How long a stopping daemon gets after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 10.0
 FLOOR_CODE = "import zmq, msgspec"
+#: What pixelsctl's ipc:// requests import since they speak ZMTP without pyzmq (zmtp.py).
+MSGSPEC_CODE = "import msgspec"
 
 
 def ping(state_dir: Path, timeout_s: float = 0.5) -> dict[str, object] | None:
@@ -174,6 +178,7 @@ def measure(
             "status",
         ],
         "floor": [sys.executable, "-c", FLOOR_CODE],
+        "msgspec": [sys.executable, "-c", MSGSPEC_CODE],
     }
     if circus_endpoint is not None:
         circusctl = str(Path(sys.executable).with_name("circusctl"))
@@ -240,6 +245,7 @@ def main() -> int:
     labels = {
         "pixelsctl": "pixelsctl --state-dir DIR status",
         "floor": f'python -c "{FLOOR_CODE}"',
+        "msgspec": f'python -c "{MSGSPEC_CODE}"',
         "circusctl": "circusctl --endpoint E status",
     }
     for name, s in stats.items():
@@ -269,6 +275,7 @@ def main() -> int:
                 "floor_p90_s": round(floor["p90"], 5),
                 "floor_min_s": round(floor["min"], 5),
                 "ratio_of_mins": round(ctl["min"] / floor["min"], 4),
+                "msgspec_median_s": round(stats["msgspec"]["median"], 5),
                 "circusctl_median_s": round(stats["circusctl"]["median"], 5)
                 if "circusctl" in stats
                 else None,
