@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -38,18 +39,24 @@ def daemon(state_dir: Path) -> Iterator[list[DaemonProcess]]:
         proc.close()
 
 
+def first_sample(state_dir: Path) -> dict[str, Any]:
+    """The `telemetry` answer once the first sample is in (taken at start, off the loop)."""
+    result: dict[str, Any] = ctl(state_dir, "telemetry")
+    for _ in range(100):
+        if result["sample"] is not None:
+            break
+        time.sleep(0.05)  # waiting for a condition (the first sample), not for time
+        result = ctl(state_dir, "telemetry")
+    return result
+
+
 def test_telemetry_request_says_why_gpu_telemetry_is_off_and_shows_host_memory(
     state_dir: Path, daemon: list[DaemonProcess]
 ) -> None:
     """On a box without NVML: enabled false, the reason names the library, and the sample still
     has /proc/meminfo's host memory."""
     daemon.append(DaemonProcess(state_dir).start())
-    result = ctl(state_dir, "telemetry")
-    for _ in range(100):  # the first sample is taken at start, off the loop
-        if result["sample"] is not None:
-            break
-        time.sleep(0.05)  # waiting for a condition (the first sample), not for time
-        result = ctl(state_dir, "telemetry")
+    result = first_sample(state_dir)
     assert result["enabled"] is False
     assert "NVML" in result["reason"]
     assert result["sample"]["host"]["total_bytes"] > 0
@@ -68,6 +75,8 @@ def test_metrics_endpoint_serves_gpu_host_and_plan_metrics(
     """--metrics-port serves Prometheus text on loopback with host and plan series."""
     port = free_port()
     daemon.append(DaemonProcess(state_dir, "--metrics-port", str(port)).start())
+    # Host series exist once a sample does: the first is taken at start, off the loop.
+    assert first_sample(state_dir)["sample"] is not None
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert 'pixels_workstream_progress_ratio{workstream="WS-01"}' in text
