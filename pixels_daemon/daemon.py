@@ -63,6 +63,7 @@ from protocol.messages import (
     Register,
     Reply,
     Request,
+    Status,
     Welcome,
 )
 from protocol.views import OrchestratorView, ProcessView
@@ -104,6 +105,9 @@ class Batch:
     #: What the engine asked for while applying this batch: executed by the shell only once the
     #: batch is committed (commands on the bus, gate checks, notifications, ADR files).
     effects: list[engine.Effect] = field(default_factory=list)
+    #: The workstreams this batch's changes are confined to, as far as a watcher can see
+    #: (engine.receive's "local" messages only); None: anything may have changed.
+    scope: set[str] | None = field(default_factory=set)
 
 
 @dataclass
@@ -348,8 +352,12 @@ class Daemon:
                 message.id,
             )
             return
-        effects = engine.receive(self.state, self.plan, message, now, self.config)
+        effects, local = engine.receive(self.state, self.plan, message, now, self.config)
         batch.rows.append((now, "msg", name, message.seq, payload))
+        if not (local and isinstance(message, Status)):
+            batch.scope = None
+        elif batch.scope is not None:
+            batch.scope.update(message.workstreams)
         rejected = False
         for effect in effects:  # none, for a progress report
             if isinstance(effect, engine.Reject):
@@ -370,6 +378,7 @@ class Daemon:
         effects left the state as it was), so replay rebuilds exactly this state.
         """
         effects = engine.step(self.state, self.plan, event, now, self.config)
+        self._batch.scope = None
         if effects or not isinstance(event, engine.Tick):
             self._batch.rows.append((now, "event", None, None, engine.encode_event(event)))
         self._batch.effects.extend(effects)

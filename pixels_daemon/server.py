@@ -620,7 +620,7 @@ class Server:
         if batch.rows:
             # Under the core lock, before anyone is answered: `pixelsctl report --now` finds the
             # file written, and a report shows exactly the state that was committed.
-            await self._write_documents(documents)
+            await self._write_documents(documents, batch.scope)
         if also is not None and self.notify is not None:
             self.notify.wake()
         return daemon.replies(batch), batch.effects, True
@@ -845,7 +845,9 @@ class Server:
                 files.append((self.paths.reports / "completion_report.md", text))
         return files
 
-    async def _write_documents(self, reports_: list[tuple[Path, str]]) -> None:
+    async def _write_documents(
+        self, reports_: list[tuple[Path, str]], scope: set[str] | None = None
+    ) -> None:
         """The files people read, from the state just committed: the reports rendered for it,
         and status/meta_status.json whenever its content changed."""
         daemon = self.daemon
@@ -862,7 +864,8 @@ class Server:
             for path, _ in files:
                 if path.name != "meta_status.json":
                     log.info("report_written", file=str(path), at=now)
-        self._publish_changes(now, [path for path, _ in files if path.name.startswith("week_")])
+        weeks = [path for path, _ in files if path.name.startswith("week_")]
+        self._publish_changes(now, weeks, scope)
         if self._metrics_server is not None:
             self._refresh_plan_metrics()
 
@@ -883,12 +886,13 @@ class Server:
         await anyio.sleep(delay_s)
         async with self._core_lock:
             self._meta_flush_pending = False
-            await self._write_documents([])
+            await self._write_documents([], set())  # a flush: nothing changed meanwhile
 
-    def _publish_changes(self, now: float, written: list[Path]) -> None:
+    def _publish_changes(self, now: float, written: list[Path], scope: set[str] | None) -> None:
         """Tell watchers what the committed batch changed. The diff is kept current even while
-        nobody watches (it costs O(workstreams) per batch, not per message), so a watcher that
-        just connected sees the very next change; it is only sent while someone listens."""
+        nobody watches, so a watcher that just connected sees the very next change; it is only
+        sent while someone listens. ``scope``: the batch's (Batch.scope): a batch of progress
+        reports costs O(its workstreams), any other O(plan)."""
         events = self._events
         if events is None:
             return
@@ -896,7 +900,7 @@ class Server:
         if self._feed is None:
             self._feed = EventFeed(daemon.plan, daemon.state)
             return
-        out = self._feed.changes(daemon.plan, daemon.state, now)
+        out = self._feed.changes(daemon.plan, daemon.state, now, scope)
         for path in written:
             week = int(path.name.split("_")[1])
             out.append(report_event(week, str(path), now))

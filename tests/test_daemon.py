@@ -339,3 +339,24 @@ def test_discovered_dependency_on_an_unknown_workstream_is_refused_and_consumed(
     assert (out[0].code, out[0].rejected_seq) == ("unknown_workstream", 1)
     assert "WS-99" in out[0].message
     assert d.ctl_plan_changes({}, NOW) == []
+
+
+def test_a_batch_of_progress_reports_is_scoped_to_their_workstreams() -> None:
+    """Batch.scope: the workstreams of the batch's progress reports (what a watcher's diff
+    needs to look at); anything else (an escalation, an operator's event) makes it None."""
+    d = make()
+    d.on_bus_frame(ROUTE, status(1, 0.1), NOW)
+    d.on_bus_frame(ROUTE, status(2, 0.2), NOW)
+    assert d.take_batch().scope == {"WS-01"}
+    assert d.take_batch().scope == set()  # nothing happened
+    d.on_bus_frame(ROUTE, status(3, 0.3), NOW)
+    d.apply_event(engine.Tick(), NOW)
+    assert d.take_batch().scope is None
+    blocked = Status(
+        id="m4",
+        seq=4,
+        orchestrator="foundation",
+        workstreams={"WS-01": WorkstreamReport(status="blocked", blocker="disk")},
+    )
+    d.on_bus_frame(ROUTE, codec.encode(blocked), NOW)
+    assert d.take_batch().scope is None

@@ -12,6 +12,8 @@ from pathlib import Path
 import msgspec
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pixels_daemon.core.engine import (
     AckEscalation,
@@ -22,6 +24,7 @@ from pixels_daemon.core.engine import (
     Resume,
     SnoozeEscalation,
 )
+from pixels_daemon.core.engine import receive as engine_receive
 from pixels_daemon.core.state import State
 from pixels_daemon.events import (
     KINDS,
@@ -33,6 +36,7 @@ from pixels_daemon.events import (
 )
 from pixels_daemon.paths import StatePaths
 from pixels_daemon.server import DaemonError
+from protocol.messages import Status, WorkstreamReport
 from tests.test_engine import HOUR, Sim
 
 #: How long a test waits for something asynchronous (a subscription reaching the XPUB).
@@ -440,3 +444,62 @@ def test_publisher_works_on_the_daemons_asyncio_context(endpoint: str) -> None:
     finally:
         pub.close()
         ctx.term()
+
+
+# --- a batch's scope (Batch.scope, engine.receive's "local") -----------------------------------
+
+
+def test_a_scoped_diff_reports_only_the_named_workstreams_in_state_order(w: Watched) -> None:
+    """``only``: the workstreams looked at (in the state's order, not the given one); no
+    orchestrator is looked at."""
+    w.sim.report("A1", "in_progress", 0.1)
+    w.sim.open_beta()  # A1, A2 complete, g1 passed, beta activated
+    events = w.feed.changes(w.sim.plan, w.sim.state, w.sim.now, only=["A2", "A1"])
+    assert [e.subject for e in events if e.kind == "workstream"] == ["A1", "A2"]
+    assert not [e for e in events if e.kind == "orchestrator"]
+    assert w.feed.changes(w.sim.plan, w.sim.state, w.sim.now, only=set()) == []
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["A1", "A2"]),
+                st.sampled_from(
+                    ["in_progress", "in_progress", "in_progress", "blocked", "complete"]
+                ),
+                st.floats(min_value=0.0, max_value=1.0),
+                st.sampled_from([None, None, "waiting"]),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_batch_of_local_messages_diffs_the_same_within_its_scope(
+    batches: list[list[tuple[str, str, float, str | None]]],
+) -> None:
+    """What engine.receive calls local changes nothing a watcher sees outside the message's
+    workstreams: the scoped diff of each batch equals the full one."""
+    sim = Sim()  # the mini plan: A2 waits for A1, so completing A1 moves A2 (out of scope)
+    full, scoped = EventFeed(sim.plan, sim.state), EventFeed(sim.plan, sim.state)
+    seq = 0
+    for batch in batches:
+        scope: set[str] | None = set()
+        for ws_id, status, progress, blocker in batch:
+            seq += 1
+            sim.later(600)
+            report = WorkstreamReport(status=status, progress=progress, blocker=blocker)  # type: ignore[arg-type]
+            message = Status(
+                orchestrator="alpha", seq=seq, id=f"a-{seq}", workstreams={ws_id: report}
+            )
+            _, local = engine_receive(sim.state, sim.plan, message, sim.now)
+            if not local:
+                scope = None
+            elif scope is not None:
+                scope.add(ws_id)
+        expected = full.changes(sim.plan, sim.state, sim.now)
+        assert scoped.changes(sim.plan, sim.state, sim.now, only=scope) == expected

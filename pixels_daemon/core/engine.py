@@ -628,10 +628,18 @@ def step(
 
 def receive(
     state: State, plan: Plan, message: Durable, now: float, config: EngineConfig = DEFAULT_CONFIG
-) -> list[Effect]:
+) -> tuple[list[Effect], bool]:
     """``step`` with ``Received(message)``, without building the event: the daemon's per-message
-    entry point (replay steps the logged message as a Received and takes the same path)."""
-    return _Run(state, plan, now, config).received(message)
+    entry point (replay steps the logged message as a Received and takes the same path).
+
+    Returns the effects, and whether the message was local: it took the progress path
+    (_progress_only), so of the state it changed only its own workstreams, its orchestrator's
+    reported facts and seq, and at most resolved its stall. No activation, hold, gate, decision or
+    other workstream moved: a caller diffing states (events.EventFeed) may look at those alone.
+    """
+    run = _Run(state, plan, now, config)
+    effects = run.received(message)
+    return effects, run.local
 
 
 def effective_deps(state: State, plan: Plan, ws_id: str) -> tuple[str, ...]:
@@ -984,6 +992,8 @@ class _Run:
         self.config = config
         self.effects: list[Effect] = []
         self.resumed_orchs: set[str] = set()
+        #: Set when a message took the progress path (see ``receive``).
+        self.local = False
 
     # --- dispatch ---
 
@@ -1043,6 +1053,7 @@ class _Run:
         if type(message) is Status:
             path = self._progress_only(message)
             if path is not None:
+                self.local = True
                 # The common case, by far: skip the whole-state passes (_progress_only says
                 # why); progress within in_progress skips even _status's checks.
                 if path == "progress":
