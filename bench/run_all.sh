@@ -20,6 +20,7 @@ run() {
     "$py" "$@" | tee "$out/$name.txt" | tail -1 >>"$out/results.jsonl"
 }
 run ingest ingest.py --messages 50000 --rounds 3
+run store_insert store_insert.py
 run ctl_latency ctl_latency.py --runs 30
 run restart restart.py --events 1000000 --rounds 3
 run idle idle.py --seconds 60 --nvml "${PIXELS_BENCH_NVML:-gb10}"

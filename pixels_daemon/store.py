@@ -24,6 +24,16 @@ Synchronous = Literal["FULL", "NORMAL"]
 #: a wedge.
 BUSY_TIMEOUT_MS = 5000
 
+#: Most rows one INSERT statement writes. A batch goes in as multi-row INSERTs of power-of-two
+#: sizes (1,024 + 512 + ...: at most 11 statements, and 11 statement texts for sqlite3's cache),
+#: not executemany: executemany takes the GIL back after every row, and beside a busy event loop
+#: each row then waits out a GIL switch interval (1,000 rows: 3 ms alone, 0.8 s beside a busy
+#: thread; bench/store_insert.py). 1,024 rows x 6 columns is 6,144 parameters, under SQLite's
+#: 32,766 (and lowered at open where the library allows fewer).
+INSERT_ROWS_MAX = 1024
+
+_COLUMNS = 6  # id, at, kind, orchestrator, seq, body
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -71,6 +81,13 @@ class EventStore:
         self._conn = conn
         self.path = path
         self.last_id = self._scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+        rows_max = INSERT_ROWS_MAX
+        while rows_max > 1 and rows_max * _COLUMNS > conn.getlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+        ):
+            rows_max //= 2
+        self._rows_max = rows_max
+        self._insert_sql: dict[int, str] = {}
 
     @classmethod
     def open(cls, path: str | Path, synchronous: Synchronous = "FULL") -> EventStore:
@@ -121,13 +138,9 @@ class EventStore:
         if not events and also is None:
             return self.last_id
         first = self.last_id + 1
-        rows = [(first + i, *event) for i, event in enumerate(events)]
         try:
             self._conn.execute("BEGIN")
-            self._conn.executemany(
-                "INSERT INTO events (id, at, kind, orchestrator, seq, body) VALUES (?,?,?,?,?,?)",
-                rows,
-            )
+            self._insert(first, events)
             if also is not None:
                 also(self._conn)
             self._conn.execute("COMMIT")
@@ -137,6 +150,31 @@ class EventStore:
             raise StoreError(f"cannot commit to the event log {self.path}: {exc}") from exc
         self.last_id = first + len(events) - 1
         return self.last_id
+
+    def _insert(self, first: int, events: Sequence[NewEvent]) -> None:
+        """INSERT ``events`` with ids from ``first``, in multi-row statements of power-of-two
+        sizes (see INSERT_ROWS_MAX)."""
+        execute = self._conn.execute
+        total = len(events)
+        done = 0
+        size = self._rows_max
+        while done < total:
+            while size > total - done:
+                size //= 2
+            params: list[object] = []
+            for event_id in range(first + done, first + done + size):
+                params.append(event_id)
+                params.extend(events[event_id - first])
+            execute(self._insert_statement(size), params)
+            done += size
+
+    def _insert_statement(self, rows: int) -> str:
+        sql = self._insert_sql.get(rows)
+        if sql is None:
+            values = ",".join(["(?,?,?,?,?,?)"] * rows)
+            sql = f"INSERT INTO events (id, at, kind, orchestrator, seq, body) VALUES {values}"
+            self._insert_sql[rows] = sql
+        return sql
 
     def events(self, after: int = 0, chunk: int = 10_000) -> Iterator[EventRow]:
         """Events with id > ``after`` in log order, read in chunks (bounded memory)."""

@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("restart.py", {"baseline_s", "clean_s", "crash_s", "ratio", "target_s"}),
         ("idle.py", {"pixelsd_cpu_pct", "pixelsd_rss_mb", "floor_rss_mb", "ratio"}),
         ("scale.py", {"all_acked", "stored_ok", "ack_p99_ms", "ctl_p99_ms", "ratio"}),
+        ("store_insert.py", {"append_us_per_row", "busy_append_us_per_row", "ratio"}),
     ],
 )
 def test_benchmark_smoke_run_ends_with_its_json_line(script: str, keys: set[str]) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pixels_daemon.store import SCHEMA_VERSION, EventStore, StoreError
+from pixels_daemon.store import INSERT_ROWS_MAX, SCHEMA_VERSION, EventStore, StoreError
 
 
 def _rows(n: int, start_seq: int = 1) -> list[tuple[float, str, str | None, int | None, bytes]]:
@@ -60,6 +63,51 @@ def test_failed_commit_raises_and_keeps_the_log(state_dir: Path) -> None:
         store.append(_rows(1, start_seq=3))
     assert store.last_id == 2
     assert store.count() == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 2 * INSERT_ROWS_MAX + 3), max_size=3))
+def test_batches_of_any_size_are_written_whole_and_in_order(sizes: list[int]) -> None:
+    """Batches of any size (the insert splits them into multi-row statements) land whole, with
+    consecutive ids, in order, every column as given."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EventStore.open(Path(tmp) / "pixels.db", synchronous="NORMAL")
+        expected: list[tuple[int, float, str, str | None, int | None, bytes]] = []
+        for size in sizes:
+            rows = _rows(size, start_seq=len(expected) + 1)
+            assert store.append(rows) == len(expected) + size
+            expected += [(len(expected) + i + 1, *row) for i, row in enumerate(rows)]
+        got = [(r.id, r.at, r.kind, r.orchestrator, r.seq, r.body) for r in store.events()]
+        assert got == expected
+        store.close()
+
+
+def test_a_batch_failing_in_a_later_statement_leaves_none_of_it(state_dir: Path) -> None:
+    """A batch written in several statements is still one transaction: a failure in its last
+    statement leaves none of its rows behind."""
+    store = EventStore.open(state_dir / "pixels.db")
+    store.append(_rows(2))
+    size = INSERT_ROWS_MAX + 5
+    store._conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.id = "
+        f"{2 + size} BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    with pytest.raises(StoreError, match="disk full"):
+        store.append(_rows(size, start_seq=3))
+    assert store.last_id == 2
+    assert store.count() == 2
+
+
+def test_insert_fits_a_library_allowing_fewer_parameters(state_dir: Path) -> None:
+    """Where SQLite allows fewer bound parameters, statements hold fewer rows; nothing else
+    changes."""
+    path = state_dir / "pixels.db"
+    EventStore.open(path).close()
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+    store = EventStore(conn, path)
+    assert store.append(_rows(40)) == 40
+    assert [r.seq for r in store.events()] == list(range(1, 41))
 
 
 def test_snapshot_latest_per_key_and_pruned(state_dir: Path) -> None:
