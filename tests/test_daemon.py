@@ -360,3 +360,23 @@ def test_a_batch_of_progress_reports_is_scoped_to_their_workstreams() -> None:
     )
     d.on_bus_frame(ROUTE, codec.encode(blocked), NOW)
     assert d.take_batch().scope is None
+
+
+def _status(d: Daemon) -> StatusView:
+    reply = codec.ctl_response.decode(
+        d.on_ctl_frame(codec.encode(Request(id="q", command="status")), NOW)
+    )
+    assert isinstance(reply, Reply)
+    return codec.convert(reply.result, StatusView)
+
+
+def test_status_shows_an_operator_stop_though_nothing_else_changed() -> None:
+    """Launcher none: the process part of an orchestrator's view follows the log (an operator's
+    stop) even while the rest of its view is unchanged and reused."""
+    d = make()
+    before = next(o for o in _status(d).orchestrators if o.name == "foundation")
+    assert before.process is not None and not before.process.operator_stopped
+    d.on_ctl_frame(codec.encode(Request(id="s", command="stop", args={"name": "foundation"})), NOW)
+    d.take_batch()
+    after = next(o for o in _status(d).orchestrators if o.name == "foundation")
+    assert after.process is not None and after.process.operator_stopped

@@ -60,3 +60,17 @@ def test_an_orchestrator_view_follows_its_connection() -> None:
     ]
     assert again is now_view
     assert (now_view.connection, later.connection) == ("connected", "silent")
+
+
+def test_a_workstream_view_follows_its_estimate_and_its_dependencies() -> None:
+    """A re-scope or a runtime dependency change shows at once, though nothing was reported."""
+    plan, state = started()
+    before = by_id(plan, state)["WS-04"]
+    engine.step(state, plan, engine.ChangeEstimate(workstream="WS-04", min_days=9, max_days=11), T0)
+    rescoped = by_id(plan, state)["WS-04"]
+    assert rescoped is not before
+    assert rescoped.estimate_days == [9, 11]  # type: ignore[attr-defined]
+    engine.step(state, plan, engine.AddDependency(workstream="WS-04", depends_on="WS-02"), T0)
+    after = by_id(plan, state)["WS-04"]
+    assert "WS-02" in after.depends_on  # type: ignore[attr-defined]
+    assert "WS-02" not in rescoped.depends_on  # type: ignore[attr-defined]

@@ -647,6 +647,11 @@ def effective_deps(state: State, plan: Plan, ws_id: str) -> tuple[str, ...]:
     return _graph(state, plan).deps[ws_id]
 
 
+def all_effective_deps(state: State, plan: Plan) -> Mapping[str, tuple[str, ...]]:
+    """``effective_deps`` for every workstream at once (one cache lookup, not one per id)."""
+    return _graph(state, plan).deps
+
+
 class _Graph:
     """The dependency graph the state's runtime plan changes make of the plan: each workstream's
     effective dependencies, its schedule edges (dependencies and activation waits) and a

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from pixels_daemon.core.engine import adr_filename, effective_deps, estimate_days
+from pixels_daemon.core.engine import adr_filename, all_effective_deps
 from pixels_daemon.core.state import DecisionRecord, EscalationRecord, State, WorkstreamState
 from pixels_daemon.plan import Plan, Workstream
 from protocol.views import (
@@ -70,11 +70,18 @@ _ORCH_VIEWS: _ViewCache[OrchestratorView] = _ViewCache()
 
 
 def workstream_views(plan: Plan, state: State) -> list[WorkstreamView]:
+    # Runs for every `status` over every workstream: lookups are hoisted and the cache is read
+    # inline (2,000 workstreams: a function call per item per lookup was a third of the query).
+    deps_of = all_effective_deps(state, plan)
+    overrides = state.estimates
+    states = state.workstreams
+    cached_views = _WS_VIEWS.entries
     views = []
-    for ws in plan.workstreams.values():
-        st = state.workstreams[ws.id]
-        estimate = estimate_days(state, plan, ws.id)
-        deps = effective_deps(state, plan, ws.id)
+    for ws_id, ws in plan.workstreams.items():
+        st = states[ws_id]
+        override = overrides.get(ws_id)
+        estimate = (ws.min_days, ws.max_days) if override is None else (override[0], override[1])
+        deps = deps_of[ws_id]
         facts = (
             st.status,
             st.progress,
@@ -86,12 +93,13 @@ def workstream_views(plan: Plan, state: State) -> list[WorkstreamView]:
             estimate,
             deps,
         )
-        view = _WS_VIEWS.get(ws, ws.id, facts)
-        if view is None:
-            view = _WS_VIEWS.put(
-                ws, ws.id, facts, _ws_view(ws, st, estimate, deps), len(plan.workstreams)
-            )
-        views.append(view)
+        cached = cached_views.get(ws_id)
+        if cached is not None and cached[0] is ws and cached[1] == facts:
+            views.append(cached[2])
+            continue
+        views.append(
+            _WS_VIEWS.put(ws, ws_id, facts, _ws_view(ws, st, estimate, deps), len(plan.workstreams))
+        )
     return views
 
 
@@ -120,18 +128,23 @@ def orchestrator_views(
     plan: Plan, state: State, last_seen: Mapping[str, float], now: float, heartbeat_s: float
 ) -> list[OrchestratorView]:
     views = []
+    states = state.orchestrators
+    cached_views = _ORCH_VIEWS.entries
+    live_for = LIVENESS_HEARTBEATS * heartbeat_s
     for orch in plan.orchestrators.values():
-        st = state.orchestrators[orch.id]
+        st = states[orch.id]
         seen = last_seen.get(orch.id, st.last_report)
         if seen is None:
             connection = "never_seen"
-        elif now - seen <= LIVENESS_HEARTBEATS * heartbeat_s:
+        elif now - seen <= live_for:
             connection = "connected"
         else:
             connection = "silent"
         facts = (connection, seen, st.last_report, st.acked_seq, st.status, st.missed_polls)
-        view = _ORCH_VIEWS.get(orch, orch.id, facts)
-        if view is None:
+        cached = cached_views.get(orch.id)
+        if cached is not None and cached[0] is orch and cached[1] == facts:
+            view = cached[2]
+        else:
             view = OrchestratorView(
                 name=orch.id,
                 display_name=orch.name,
