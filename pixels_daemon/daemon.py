@@ -31,6 +31,7 @@ from pixels_daemon.core.machine import EngineError
 from pixels_daemon.core.state import CORE_VERSION, State
 from pixels_daemon.core.views import (
     LIVENESS_HEARTBEATS,
+    ViewCache,
     decision_view,
     decision_views,
     escalation_view,
@@ -148,8 +149,8 @@ class Daemon:
         #: Set by the server when it spawns orchestrators: each one's process, as the spawner sees
         #: it. None: launcher none (someone else starts them).
         self.processes: Callable[[str, Literal["spawn", "stop"] | None], ProcessView] | None = None
-        # name -> (view, process, the view with that process): see _with_process.
-        self._process_views: dict[str, tuple[OrchestratorView, ProcessView, OrchestratorView]] = {}
+        # Each orchestrator's view with its process, reused while both are unchanged.
+        self._process_views: ViewCache[OrchestratorView] = ViewCache()
         #: Set by the server when notification sinks are configured (notify/delivery.py).
         self.notifications: NotifyService | None = None
         self.snapshot_every = snapshot_every
@@ -576,16 +577,13 @@ class Daemon:
                 operator_stopped=orch.operator_stopped,
             )
         # The copy is reused while the view (by identity: views.py reuses unchanged ones) and the
-        # process are unchanged: `status` asks this for every orchestrator. Views are only ever
-        # encoded, never modified, so sharing one between replies is safe.
-        cached = self._process_views.get(view.name)
-        if cached is not None and cached[0] is view and cached[1] == process:
-            return cached[2]
+        # process are unchanged: `status` asks this for every orchestrator.
+        facts = (process,)
+        cached = self._process_views.get(view, view.name, facts)
+        if cached is not None:
+            return cached
         out = msgspec.structs.replace(view, process=process)
-        if len(self._process_views) > 2 * len(self.plan.orchestrators):
-            self._process_views.clear()  # a reloaded plan dropped orchestrators: forget them
-        self._process_views[view.name] = (view, process, out)
-        return out
+        return self._process_views.put(view, view.name, facts, out, len(self.plan.orchestrators))
 
     def ctl_escalations(self, args: dict[str, object], now: float) -> object:
         """Unresolved escalations (all: every one)."""

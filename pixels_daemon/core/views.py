@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-from pixels_daemon.core.engine import adr_filename, all_effective_deps
+from pixels_daemon.core.engine import adr_filename, all_effective_deps, estimate_days
 from pixels_daemon.core.state import DecisionRecord, EscalationRecord, State, WorkstreamState
 from pixels_daemon.plan import Plan, Workstream
 from protocol.views import (
@@ -38,7 +38,7 @@ def phase_of(plan: Plan, state: State) -> str:
 V = TypeVar("V")
 
 
-class _ViewCache(Generic[V]):
+class ViewCache(Generic[V]):
     """The last view built for each id, with the plan entry and the facts it was built from.
 
     ``pixelsctl status`` on a large plan builds thousands of views per query (2,000
@@ -65,22 +65,21 @@ class _ViewCache(Generic[V]):
         return view
 
 
-_WS_VIEWS: _ViewCache[WorkstreamView] = _ViewCache()
-_ORCH_VIEWS: _ViewCache[OrchestratorView] = _ViewCache()
+_WS_VIEWS: ViewCache[WorkstreamView] = ViewCache()
+_ORCH_VIEWS: ViewCache[OrchestratorView] = ViewCache()
 
 
 def workstream_views(plan: Plan, state: State) -> list[WorkstreamView]:
-    # Runs for every `status` over every workstream: lookups are hoisted and the cache is read
-    # inline (2,000 workstreams: a function call per item per lookup was a third of the query).
+    # Runs for every `status` over every workstream: the dependency map is looked up once, and
+    # the cache is read inline (ViewCache.get's test, without a call per item: ~0.25 ms of a
+    # status at 2,000 workstreams and orchestrators).
     deps_of = all_effective_deps(state, plan)
-    overrides = state.estimates
     states = state.workstreams
     cached_views = _WS_VIEWS.entries
     views = []
     for ws_id, ws in plan.workstreams.items():
         st = states[ws_id]
-        override = overrides.get(ws_id)
-        estimate = (ws.min_days, ws.max_days) if override is None else (override[0], override[1])
+        estimate = estimate_days(state, plan, ws_id)
         deps = deps_of[ws_id]
         facts = (
             st.status,
@@ -129,7 +128,7 @@ def orchestrator_views(
 ) -> list[OrchestratorView]:
     views = []
     states = state.orchestrators
-    cached_views = _ORCH_VIEWS.entries
+    cached_views = _ORCH_VIEWS.entries  # read inline, as in workstream_views
     live_for = LIVENESS_HEARTBEATS * heartbeat_s
     for orch in plan.orchestrators.values():
         st = states[orch.id]
