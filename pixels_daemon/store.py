@@ -32,7 +32,9 @@ BUSY_TIMEOUT_MS = 5000
 #: 32,766 (and lowered at open where the library allows fewer).
 INSERT_ROWS_MAX = 1024
 
-_COLUMNS = 6  # id, at, kind, orchestrator, seq, body
+_COLUMNS = ("id", "at", "kind", "orchestrator", "seq", "body")
+_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES "
+_ROW = "(" + ",".join("?" * len(_COLUMNS)) + ")"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,7 +84,7 @@ class EventStore:
         self.path = path
         self.last_id = self._scalar("SELECT COALESCE(MAX(id), 0) FROM events")
         rows_max = INSERT_ROWS_MAX
-        while rows_max > 1 and rows_max * _COLUMNS > conn.getlimit(
+        while rows_max > 1 and rows_max * len(_COLUMNS) > conn.getlimit(
             sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
         ):
             rows_max //= 2
@@ -171,8 +173,7 @@ class EventStore:
     def _insert_statement(self, rows: int) -> str:
         sql = self._insert_sql.get(rows)
         if sql is None:
-            values = ",".join(["(?,?,?,?,?,?)"] * rows)
-            sql = f"INSERT INTO events (id, at, kind, orchestrator, seq, body) VALUES {values}"
+            sql = _INSERT + ",".join([_ROW] * rows)
             self._insert_sql[rows] = sql
         return sql
 
